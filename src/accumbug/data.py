@@ -1,0 +1,251 @@
+"""The seed-shaped synthetic data set: images, labels and metadata, generated in whole batches.
+
+The seed incident trained on 136,312 samples of 7,120 classes at batch size 16. No such data
+set can be downloaded here, so this module makes one that has the same shape and behaves
+the same way in training: every sample is a 3x16x16 image, a label from a long-tailed
+class distribution in which every class is present, and metadata (``sample_id``, ``region``,
+``month``). Images are a faint class prototype under strong noise, so a small model learns
+slowly, as in the seed's console log (``01_side_by_side_small.ipynb`` and
+``02_side_by_side_full_136k.ipynb`` train on it).
+
+Every number is a pure function of ``(seed, index)``: a counter-based hash (splitmix64)
+turns the sample index and pixel position into noise, so any set of indices -- a shuffled
+batch, a ``DistributedSampler`` shard, one sample from the map-style view -- is generated in
+one vectorised call, on any device, and gives the same values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+
+__all__ = [
+    "PRESETS",
+    "REGIONS",
+    "DataSpec",
+    "EpochBatches",
+    "SampleView",
+    "SyntheticImages",
+    "preset",
+]
+
+REGIONS = ("north", "south", "east", "west", "central")
+
+# splitmix64 constants, written as the signed int64 values torch stores.
+_WORD = 1 << 64
+
+
+def _signed(value: int) -> int:
+    return value - _WORD if value >= 1 << 63 else value
+
+
+_GOLDEN = _signed(0x9E3779B97F4A7C15)
+_MIX1 = _signed(0xBF58476D1CE4E5B9)
+_MIX2 = _signed(0x94D049BB133111EB)
+
+# Independent hash streams, so prototypes, noise and metadata never share counters.
+_STREAM_PROTOTYPE, _STREAM_NOISE, _STREAM_META = 1, 2, 3
+
+
+def _shift_right(z: torch.Tensor, bits: int) -> torch.Tensor:
+    """Logical right shift of int64 values (torch's ``>>`` is arithmetic)."""
+    return (z >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def _splitmix64(z: torch.Tensor) -> torch.Tensor:
+    z = z + _GOLDEN
+    z = (z ^ _shift_right(z, 30)) * _MIX1
+    z = (z ^ _shift_right(z, 27)) * _MIX2
+    return z ^ _shift_right(z, 31)
+
+
+def _hash(seed: int, stream: int, counters: torch.Tensor) -> torch.Tensor:
+    """64 pseudo-random bits per counter, a pure function of (seed, stream, counter)."""
+    key = _splitmix64(torch.tensor((seed << 4) | stream, dtype=torch.int64))
+    return _splitmix64(counters ^ key.to(counters.device))
+
+
+def _unit_noise(seed: int, stream: int, counters: torch.Tensor) -> torch.Tensor:
+    """Uniform noise with mean 0 and variance 1 (24 random bits per value), float32."""
+    uniform = _shift_right(_hash(seed, stream, counters), 40).to(torch.float32) / (1 << 24)
+    return (uniform - 0.5) * math.sqrt(12.0)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The size and difficulty of a synthetic data set.
+
+    ``signal`` is the prototype's amplitude against unit noise; ``tail`` the exponent of the
+    Zipf-like class frequencies (0 = balanced). Every preset leaves a partial last batch.
+    """
+
+    samples: int
+    classes: int
+    batch_size: int = 16
+    image_shape: tuple[int, int, int] = (3, 16, 16)
+    signal: float = 0.25
+    tail: float = 0.5
+
+    def __post_init__(self) -> None:
+        for field in ("samples", "classes", "batch_size"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{field}={value!r}: must be a whole number")
+        if self.samples < 1:
+            raise ValueError(f"samples={self.samples}: the data set needs at least 1 sample")
+        if self.classes < 1:
+            raise ValueError(f"classes={self.classes}: needs at least 1 class")
+        if self.classes > self.samples:
+            raise ValueError(
+                f"classes={self.classes}: more than samples={self.samples}; "
+                "every class must have at least one sample"
+            )
+        if not 1 <= self.batch_size <= self.samples:
+            raise ValueError(
+                f"batch_size={self.batch_size}: must be between 1 and samples={self.samples}"
+            )
+        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
+            raise ValueError(f"image_shape={self.image_shape!r}: must be (channels, height, width) >= 1")
+        if not (math.isfinite(self.signal) and self.signal >= 0):
+            raise ValueError(f"signal={self.signal!r}: must be a finite number >= 0")
+        if not (math.isfinite(self.tail) and self.tail >= 0):
+            raise ValueError(f"tail={self.tail!r}: must be a finite number >= 0")
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return -(-self.samples // self.batch_size)
+
+    @property
+    def last_batch_size(self) -> int:
+        return self.samples - (self.batches_per_epoch - 1) * self.batch_size
+
+    @property
+    def pixels(self) -> int:
+        return math.prod(self.image_shape)
+
+
+PRESETS: dict[str, DataSpec] = {
+    "tiny": DataSpec(samples=1_032, classes=64),
+    "small": DataSpec(samples=13_624, classes=712),
+    "full": DataSpec(samples=136_312, classes=7_120),
+}
+
+
+def preset(name: str, **changes) -> DataSpec:
+    """The preset called ``name`` (``tiny``, ``small`` or ``full``), with optional changes."""
+    if name not in PRESETS:
+        raise ValueError(f"preset={name!r}: unknown; allowed: {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **changes) if changes else PRESETS[name]
+
+
+def _class_counts(samples: int, classes: int, tail: float) -> torch.Tensor:
+    """Long-tailed counts: one sample per class, the rest shared in proportion to 1/rank**tail."""
+    weights = torch.arange(1, classes + 1, dtype=torch.float64).pow(-tail)
+    spare = samples - classes
+    shares = torch.floor(weights / weights.sum() * spare).to(torch.int64)
+    shares[: spare - int(shares.sum())] += 1  # the rounding remainder goes to the head classes
+    return shares + 1
+
+
+class SyntheticImages:
+    """A deterministic, seed-shaped classification data set (see the module docstring).
+
+    ``samples(indices)`` generates any set of samples in one call; ``batches(epoch)`` walks an
+    epoch in (shuffled) batches as the seed's ``train_loader`` did; ``view()`` is the
+    map-style ``Dataset`` for ``DataLoader`` and ``DistributedSampler``.
+    """
+
+    def __init__(self, spec: DataSpec, seed: int = 0, device: str | torch.device = "cpu"):
+        self.spec = spec
+        self.seed = int(seed)
+        self.device = torch.device(device)
+        counts = _class_counts(spec.samples, spec.classes, spec.tail)
+        order = torch.Generator().manual_seed(self.seed)
+        sorted_labels = torch.repeat_interleave(torch.arange(spec.classes), counts)
+        self.labels = sorted_labels[torch.randperm(spec.samples, generator=order)].to(self.device)
+        self.class_counts = counts
+        class_ids = torch.arange(spec.classes, device=self.device)
+        self.prototypes = _unit_noise(
+            self.seed, _STREAM_PROTOTYPE, class_ids[:, None] * spec.pixels + torch.arange(spec.pixels, device=self.device)
+        )
+
+    def __len__(self) -> int:
+        return self.spec.samples
+
+    def samples(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Images ``[n, C, H, W]``, labels ``[n]`` and metadata for the given sample indices."""
+        indices = indices.to(self.device, torch.int64)
+        pixels = self.spec.pixels
+        counters = indices[:, None] * pixels + torch.arange(pixels, device=self.device)
+        labels = self.labels[indices]
+        signal = self.spec.signal
+        images = (_unit_noise(self.seed, _STREAM_NOISE, counters) + signal * self.prototypes[labels])
+        images = images.mul_(1.0 / math.sqrt(1.0 + signal * signal)).view(-1, *self.spec.image_shape)
+        meta_bits = _hash(self.seed, _STREAM_META, indices)
+        metadata = {
+            "sample_id": indices,
+            "region": _shift_right(meta_bits, 40) % len(REGIONS),
+            "month": _shift_right(meta_bits, 20) % 12 + 1,
+        }
+        return images, labels, metadata
+
+    def epoch_order(self, epoch: int, shuffle: bool = True) -> torch.Tensor:
+        """The sample order of ``epoch`` (0-based): a permutation seeded by (seed, epoch)."""
+        if not shuffle:
+            return torch.arange(self.spec.samples)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.spec.samples, generator=generator)
+
+    def batches(self, epoch: int = 0, shuffle: bool = True) -> "EpochBatches":
+        return EpochBatches(self, self.epoch_order(epoch, shuffle))
+
+    def view(self) -> "SampleView":
+        return SampleView(self)
+
+
+class EpochBatches:
+    """One epoch of batches over a given sample order; ``len()`` is the batch count.
+
+    Samples are generated a block of batches at a time (one vectorised call per block) and
+    handed out batch by batch, so the per-batch cost is a slice, not 16 ``__getitem__`` calls.
+    """
+
+    BLOCK_BATCHES = 64
+
+    def __init__(self, data: SyntheticImages, order: torch.Tensor):
+        self.data = data
+        self.order = order
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.data.spec.batch_size)
+
+    def __iter__(self):
+        size = self.data.spec.batch_size
+        block = size * self.BLOCK_BATCHES
+        for start in range(0, len(self.order), block):
+            images, labels, metadata = self.data.samples(self.order[start : start + block])
+            for offset in range(0, len(labels), size):
+                cut = slice(offset, offset + size)
+                yield images[cut], labels[cut], {key: value[cut] for key, value in metadata.items()}
+
+
+class SampleView(torch.utils.data.Dataset):
+    """Map-style view, one sample per ``__getitem__``: for ``DataLoader`` and samplers.
+
+    It returns exactly what ``SyntheticImages.samples`` gives for that index; it is the naive
+    per-sample path that ``benchmarks/bench_epoch.py`` compares the batch path against.
+    """
+
+    def __init__(self, data: SyntheticImages):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int):
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index={index}: out of range for {len(self)} samples")
+        images, labels, metadata = self.data.samples(torch.tensor([index % len(self)]))
+        return images[0], labels[0], {key: value[0] for key, value in metadata.items()}

@@ -1,0 +1,80 @@
+"""Figures: how a run's histories part from the console and from the exact loss.
+
+``plot_divergence`` draws, per accumulator, each seed tracker's epoch loss as held in memory
+(which the console printed), as the seed's lossy serialiser would have saved it, and the
+exact loss. A non-finite value cannot sit on an axis, so it is drawn as a triangle at the
+top edge, labelled with its value. Colours are the Okabe-Ito palette (colour-blind safe);
+PNGs carry no timestamp or version, so the same run gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+__all__ = ["OKABE_ITO", "plot_divergence", "save_figure"]
+
+OKABE_ITO = {
+    "black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
+    "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7",
+}
+TRACKER_COLOURS = {"seed-broken": OKABE_ITO["vermillion"], "seed-fixed": OKABE_ITO["blue"]}
+
+
+def save_figure(figure: Figure, path: str | Path) -> Path:
+    """Save as PNG without metadata that changes between runs (software version, time)."""
+    path = Path(path)
+    figure.savefig(path, dpi=110, metadata={"Software": None}, bbox_inches="tight")
+    return path
+
+
+def _plot_series(axis, epochs, values, top, label, **style):
+    """A line through the finite values; a labelled triangle at the top edge for each other one."""
+    finite = [(e, v) for e, v in zip(epochs, values) if math.isfinite(v)]
+    if finite:
+        axis.plot(*zip(*finite), label=label, **style)
+        label = None
+    for e, v in zip(epochs, values):
+        if not math.isfinite(v):
+            axis.plot([e], [top], marker="^", markersize=10, color=style["color"], clip_on=False,
+                      linestyle="none", label=label)
+            label = None
+            axis.annotate(str(v), (e, top), textcoords="offset points", xytext=(6, -4),
+                          color=style["color"], fontsize=8)
+
+
+def plot_divergence(rows: list[dict], title: str = "Console vs saved history") -> Figure:
+    """One panel per accumulator: in-memory/console, seed's JSON and exact loss per epoch.
+
+    ``rows`` are ``report.divergence_rows(result)``.
+    """
+    accumulators = list(dict.fromkeys(r["accumulator"] for r in rows if r["tracker"] != "exact"))
+    figure = Figure(figsize=(5.2 * max(len(accumulators), 1), 4.2))
+    axes = figure.subplots(1, max(len(accumulators), 1), squeeze=False)[0]
+    finite = [v for r in rows for v in (r["memory"], r["seed_json"]) if math.isfinite(v)]
+    top = max(finite) * 1.12 if finite else 1.0
+    exact = [r for r in rows if r["tracker"] == "exact"]
+    for axis, accumulator in zip(axes, accumulators):
+        if exact:
+            axis.plot([r["epoch"] for r in exact], [r["memory"] for r in exact], color=OKABE_ITO["black"],
+                      linewidth=3, alpha=0.35, label="exact")
+        for tracker in dict.fromkeys(r["tracker"] for r in rows if r["accumulator"] == accumulator and r["tracker"] != "exact"):
+            mine = [r for r in rows if r["tracker"] == tracker]
+            epochs = [r["epoch"] for r in mine]
+            kind = tracker.partition(":")[0]
+            colour = TRACKER_COLOURS.get(kind, OKABE_ITO["green"])
+            _plot_series(axis, epochs, [r["memory"] for r in mine], top, f"{kind}: console = memory",
+                         color=colour, marker="o")
+            _plot_series(axis, epochs, [r["seed_json"] for r in mine], top, f"{kind}: seed's JSON",
+                         color=colour, marker="x", linestyle="--")
+        axis.set_title(f"accumulator: {accumulator}")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel("epoch loss")
+        axis.set_ylim(min(0.0, *finite) if finite else 0.0, top)
+        axis.xaxis.get_major_locator().set_params(integer=True)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+    figure.suptitle(title)
+    return figure

@@ -1,0 +1,31 @@
+"""Small shared fixtures: a loss stream with a partial last batch, and a tiny run config."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from accumbug.seeding import seed_everything
+
+
+@pytest.fixture
+def stream():
+    """65 batches (64 of 16 samples, the last of 8) of outputs, labels and float32 batch-mean losses.
+
+    The last batch is made harder than the rest, so the mean of batch means and the
+    per-sample mean differ clearly, as they do whenever batch sizes differ.
+    """
+    seed_everything(7)
+    classes = 10
+    batches = []
+    for index, size in enumerate([16] * 64 + [8]):
+        outputs = torch.randn(size, classes) * (4.0 if index == 64 else 1.0)
+        labels = torch.randint(0, classes, (size,))
+        batches.append((F.cross_entropy(outputs, labels), outputs, labels))
+    return batches
+
+
+@pytest.fixture
+def per_sample_mean(stream):
+    """The float64 per-sample mean of the stream's losses: the truth every tracker is judged by."""
+    losses = [F.cross_entropy(o.double(), y, reduction="none") for _, o, y in stream]
+    return torch.cat(losses).mean().item()

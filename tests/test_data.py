@@ -1,0 +1,101 @@
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from accumbug.data import PRESETS, REGIONS, DataSpec, SyntheticImages, preset
+
+
+@pytest.mark.parametrize("name, samples, classes, batches", [
+    ("tiny", 1032, 64, 65), ("small", 13624, 712, 852), ("full", 136312, 7120, 8520),
+])
+def test_presets_match_the_design(name, samples, classes, batches):
+    spec = PRESETS[name]
+    assert (spec.samples, spec.classes, spec.batch_size) == (samples, classes, 16)
+    assert spec.batches_per_epoch == batches and spec.last_batch_size == 8
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_an_epoch_walks_every_sample_once_in_batches(name):
+    data = SyntheticImages(preset(name), seed=3)
+    batches = list(data.batches(epoch=0))
+    sizes = [len(labels) for _, labels, _ in batches]
+    assert len(batches) == data.spec.batches_per_epoch and sizes[-1] == 8 and set(sizes[:-1]) == {16}
+    ids = torch.cat([meta["sample_id"] for _, _, meta in batches])
+    assert torch.equal(ids.sort().values, torch.arange(len(data)))
+    images, labels, meta = batches[0]
+    assert images.shape == (16, 3, 16, 16) and images.dtype == torch.float32
+    assert torch.equal(labels, data.labels[meta["sample_id"]])
+    assert set(meta) == {"sample_id", "region", "month"}
+
+
+def test_full_preset_classes_are_long_tailed_and_all_present():
+    data = SyntheticImages(preset("full"))
+    counts = torch.bincount(data.labels, minlength=7120)
+    assert counts.min() >= 1 and counts.sum() == 136_312
+    assert torch.equal(counts, data.class_counts)
+    assert counts.max() / counts.min() > 20
+    assert torch.all(data.class_counts[:-1] >= data.class_counts[1:])  # head first
+
+
+def test_same_seed_same_bytes_other_seed_other_data():
+    a, b, c = (SyntheticImages(preset("tiny"), seed=s) for s in (1, 1, 2))
+    first = [next(iter(d.batches(0))) for d in (a, b, c)]
+    assert torch.equal(first[0][0], first[1][0]) and torch.equal(first[0][1], first[1][1])
+    assert not torch.equal(first[0][0], first[2][0])
+
+
+def test_epochs_are_shuffled_differently():
+    data = SyntheticImages(preset("tiny"))
+    assert not torch.equal(data.epoch_order(0), data.epoch_order(1))
+    assert torch.equal(data.epoch_order(0, shuffle=False), torch.arange(len(data)))
+
+
+def test_map_style_view_matches_batch_generation():
+    data = SyntheticImages(preset("tiny"), seed=5)
+    view = data.view()
+    images, labels, meta = data.samples(torch.tensor([0, 17, 1031]))
+    for row, index in enumerate([0, 17, 1031]):
+        image, label, sample_meta = view[index]
+        assert torch.equal(image, images[row]) and label == labels[row]
+        assert sample_meta["sample_id"] == index and sample_meta["month"] == meta["month"][row]
+    loaded = next(iter(DataLoader(view, batch_size=16)))
+    assert torch.equal(loaded[0], data.samples(torch.arange(16))[0])
+    with pytest.raises(IndexError, match="index=1032: out of range"):
+        view[1032]
+
+
+def test_metadata_ranges():
+    _, _, meta = SyntheticImages(preset("small")).samples(torch.arange(13624))
+    assert set(meta["month"].unique().tolist()) == set(range(1, 13))
+    assert set(meta["region"].unique().tolist()) == set(range(len(REGIONS)))
+
+
+def test_images_are_standardised_noise_plus_a_faint_prototype():
+    data = SyntheticImages(preset("small"))
+    images, labels, _ = data.samples(torch.arange(4096))
+    assert abs(images.mean().item()) < 0.01 and abs(images.std().item() - 1) < 0.02
+    same_class = (images.flatten(1) @ data.prototypes[labels].T).diagonal().mean()
+    assert same_class > 20  # the prototype is there to learn, 768 * 0.25 / sqrt(1.0625) ~ 186 on average
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"batch_size": 0}, "batch_size=0: must be between 1 and samples=1032"),
+    ({"batch_size": -4}, "batch_size=-4"),
+    ({"batch_size": 2000}, "batch_size=2000"),
+    ({"samples": 0}, "samples=0: the data set needs at least 1 sample"),
+    ({"classes": 2000}, "classes=2000: more than samples=1032"),
+    ({"signal": float("nan")}, "signal=nan"),
+])
+def test_bad_specs_are_clear_errors(changes, message):
+    with pytest.raises(ValueError, match=message):
+        preset("tiny", **changes)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="preset='huge': unknown; allowed: tiny, small, full"):
+        preset("huge")
+
+
+def test_dataspec_rejects_non_integers():
+    with pytest.raises(ValueError, match="samples=10.5: must be a whole number"):
+        DataSpec(samples=10.5, classes=2)

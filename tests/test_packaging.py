@@ -1,0 +1,47 @@
+"""environment.yml and pyproject.toml must ask for the same packages; README and CI the same commands."""
+
+import re
+import pytest
+from pathlib import Path
+
+import yaml
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+ROOT = Path(__file__).resolve().parents[1]
+CONDA_NAMES = {"pytorch": "torch"}  # conda-forge name -> PyPI name
+
+
+def _split(requirement: str) -> tuple[str, str]:
+    name, spec = re.match(r"([A-Za-z0-9_.-]+)\s*(.*)", requirement).groups()
+    return CONDA_NAMES.get(name.lower(), name.lower()), spec.replace(" ", "")
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = dict(_split(r) for r in project["dependencies"])
+    for extra in ("lab", "test"):
+        wanted.update(_split(r) for r in project["optional-dependencies"][extra])
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = [d for d in environment["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
+    have = dict(_split(d) for d in conda if _split(d)[0] not in ("python", "pip"))
+    assert have == wanted
+    assert pip == ["-e .[lab,test]"]
+    python = next(d for d in conda if d.startswith("python"))
+    assert python.replace("python", "") == project["requires-python"]
+
+
+def test_torch_range_admits_the_cpu_wheel():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    torch = next(r for r in project["dependencies"] if r.startswith("torch"))
+    assert torch == "torch>=2.2,<3"  # 2.13.0 satisfies it; a bare 'torch' would pull a CUDA build
+
+
+def test_ci_runs_the_readmes_commands():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    install = 'pip install -e ".[lab,test]"'
+    assert f"{install} && python -m accumbug reproduce" in readme
+    assert install in ci
+    assert re.search(r"^pytest$", readme, re.M) and re.search(r"^\s*pytest( |$)", ci, re.M)

@@ -1,0 +1,180 @@
+import math
+
+import pytest
+import torch
+import torchmetrics
+
+from accumbug.data import preset
+from accumbug.streams import batch_sizes, replay, simulated_losses
+from accumbug.trackers import ACCUMULATORS, ExactTracker, SeedBrokenTracker, SeedFixedTracker, make_tracker
+
+
+def feed(tracker, stream):
+    for loss, outputs, labels in stream:
+        tracker.update(loss, outputs, labels)
+    return tracker.get_metrics()
+
+
+def test_seed_broken_python_is_the_sample_weighted_mean(stream, per_sample_mean):
+    weighted = sum(loss.item() * len(labels) for loss, _, labels in stream) / sum(len(l) for _, _, l in stream)
+    loss = feed(SeedBrokenTracker("python"), stream)["loss"]
+    assert loss == pytest.approx(weighted, rel=1e-12)
+    # equal to the float64 per-sample mean up to the float32 rounding of each batch mean
+    assert loss == pytest.approx(per_sample_mean, rel=1e-6)
+
+
+def test_seed_fixed_python_is_the_mean_of_batch_means_and_is_off(stream, per_sample_mean):
+    mean_of_means = sum(loss.item() for loss, _, _ in stream) / len(stream)
+    loss = feed(SeedFixedTracker("python"), stream)["loss"]
+    assert loss == pytest.approx(mean_of_means, rel=1e-12)
+    assert abs(loss - per_sample_mean) / per_sample_mean > 1e-3
+
+
+def test_accuracies_are_the_same_for_every_tracker(stream):
+    metrics = [feed(t, stream) for t in (SeedBrokenTracker(), SeedFixedTracker(), ExactTracker())]
+    for key in ("top1", "top5"):
+        assert metrics[0][key] == metrics[1][key] == metrics[2][key]
+    assert 0 < metrics[0]["top1"] < metrics[0]["top5"] < 100
+
+
+def test_exact_tracker_matches_torchmetrics(stream):
+    classes = stream[0][1].shape[1]
+    mean = torchmetrics.MeanMetric().set_dtype(torch.float64)
+    top1 = torchmetrics.classification.MulticlassAccuracy(classes, top_k=1, average="micro").set_dtype(torch.float64)
+    top5 = torchmetrics.classification.MulticlassAccuracy(classes, top_k=5, average="micro").set_dtype(torch.float64)
+    for loss, outputs, labels in stream:
+        mean.update(loss.double(), weight=len(labels))
+        top1.update(outputs, labels)
+        top5.update(outputs, labels)
+    ours = feed(ExactTracker(), stream)
+    assert ours["loss"] == pytest.approx(mean.compute().item(), rel=1e-9)
+    assert ours["top1"] == pytest.approx(top1.compute().item() * 100, rel=1e-9)
+    assert ours["top5"] == pytest.approx(top5.compute().item() * 100, rel=1e-9)
+    assert ours["samples"] == 1032 and ours["nonfinite_batches"] == 0
+
+
+def test_exact_tracker_counts_a_nonfinite_batch_and_keeps_it(stream):
+    tracker = ExactTracker()
+    stream[3] = (torch.tensor(float("nan")), stream[3][1], stream[3][2])
+    metrics = feed(tracker, stream)
+    assert metrics["nonfinite_batches"] == 1 and math.isnan(metrics["loss"])
+
+
+def test_exact_tracker_state_stays_four_scalars(stream):
+    tracker = ExactTracker()
+    for _ in range(5):
+        feed(tracker, stream)
+    states = [tracker.loss_sum, tracker.total, tracker.top1_correct, tracker.top5_correct, tracker.nonfinite_batches]
+    assert all(s.dim() == 0 for s in states) and int(tracker.total) == 5 * 1032
+    tracker.reset()
+    assert int(tracker.total) == 0 and math.isnan(tracker.get_metrics()["loss"])
+
+
+def test_seed_trackers_keep_the_seeds_targets_list(stream):
+    tracker = SeedFixedTracker()
+    feed(tracker, stream)
+    assert len(tracker.targets) == 1032 and tracker.total == 65
+
+
+FULL = preset("full")
+
+
+@pytest.fixture(scope="module")
+def full_stream():
+    return simulated_losses(FULL.batches_per_epoch, start=9.3, end=8.9), batch_sizes(FULL)
+
+
+def test_full_preset_stream_shape(full_stream):
+    losses, sizes = full_stream
+    assert len(sizes) == 8520 and sizes[-1] == 8 and sum(sizes) == 136_312
+
+
+def test_float16_broken_overflows_on_the_full_stream(full_stream):
+    losses, sizes = full_stream
+    trajectory = replay(SeedBrokenTracker("float16"), losses, sizes)
+    first = next(i for i, v in enumerate(trajectory) if not math.isfinite(v))
+    assert trajectory[first] == math.inf and trajectory[first - 1] <= 65504
+    assert 420 <= first <= 450  # 65,504 / (9.2 * 16) = 445 batches; float16 rounding of 146-152 makes it sooner
+
+
+def test_float16_fixed_stalls_at_32768(full_stream):
+    losses, sizes = full_stream
+    tracker = SeedFixedTracker("float16")
+    trajectory = replay(tracker, losses, sizes)
+    assert trajectory[-1] == 32768.0
+    stall = trajectory.index(32768.0)
+    assert stall < 4000 and all(v == 32768.0 for v in trajectory[stall:])
+    assert tracker.get_metrics()["loss"] == pytest.approx(32768 / 8520, rel=1e-3)
+
+
+@pytest.mark.parametrize("kind, stall", [("seed-broken", 65536.0), ("seed-fixed", 4096.0)])
+def test_bfloat16_stalls_without_overflow(full_stream, kind, stall):
+    losses, sizes = full_stream
+    trajectory = replay(make_tracker(f"{kind}:bfloat16"), losses, sizes)
+    assert trajectory[-1] == stall and all(math.isfinite(v) for v in trajectory)
+
+
+@pytest.mark.parametrize("accumulator", ["python", "float64"])
+def test_wide_accumulators_stay_exact_on_the_full_stream(full_stream, accumulator):
+    losses, sizes = full_stream
+    weighted = sum(l * n for l, n in zip(losses.double().tolist(), sizes)) / sum(sizes)
+    tracker = SeedBrokenTracker(accumulator)
+    replay(tracker, losses, sizes)
+    assert tracker.get_metrics()["loss"] == pytest.approx(weighted, rel=1e-12)
+
+
+def test_auto_accumulator_follows_the_outputs_dtype():
+    tracker = SeedBrokenTracker("auto")
+    tracker.update(torch.tensor(9.14), torch.zeros(16, 5, dtype=torch.float16), torch.zeros(16, dtype=torch.int64))
+    assert tracker.loss_sum.dtype == torch.float16 and float(tracker.loss_sum) == pytest.approx(146.25)
+
+
+@pytest.mark.parametrize("accumulator", ACCUMULATORS)
+def test_every_accumulator_accepts_a_float_or_a_tensor(accumulator):
+    for loss in (2.5, torch.tensor(2.5)):
+        tracker = SeedFixedTracker(accumulator)
+        tracker.update(loss, torch.zeros(4, 5), torch.zeros(4, dtype=torch.int64))
+        assert tracker.get_metrics()["loss"] == 2.5
+
+
+@pytest.mark.parametrize("bad", ["float8", "int64", "", "Float16"])
+def test_unknown_accumulator_is_a_clear_error(bad):
+    with pytest.raises(ValueError, match=rf"accumulator='{bad}': unknown; allowed: python, float64"):
+        SeedBrokenTracker(bad)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("nope", "tracker='nope': unknown"),
+    ("exact:float16", "exact always accumulates in float64"),
+    ("seed-fixed:float8", "accumulator='float8': unknown"),
+])
+def test_make_tracker_rejects_bad_names(name, message):
+    with pytest.raises(ValueError, match=message):
+        make_tracker(name)
+
+
+def test_make_tracker_names():
+    assert make_tracker("seed-broken").name == "seed-broken:python"
+    assert make_tracker("seed-fixed:float16").accumulator == "float16"
+    assert isinstance(make_tracker("exact"), ExactTracker)
+
+
+def test_exact_tracker_rejects_fewer_than_five_classes():
+    with pytest.raises(ValueError, match="classes >= 5"):
+        ExactTracker().update(1.0, torch.zeros(4, 3), torch.zeros(4, dtype=torch.int64))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_exact_tracker_update_never_syncs_on_cuda():
+    tracker = ExactTracker()
+    outputs = torch.randn(16, 7120, device="cuda")
+    labels = torch.randint(0, 7120, (16,), device="cuda")
+    loss = torch.nn.functional.cross_entropy(outputs, labels)
+    tracker.update(loss, outputs, labels)  # first call moves the state to the device
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(10):
+            tracker.update(loss, outputs, labels)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert tracker.get_metrics()["samples"] == 176
