@@ -1,6 +1,8 @@
 """Figures: how a run's histories part from the console and from the exact loss.
 
-``plot_divergence`` draws, per accumulator, each seed tracker's epoch loss as held in memory
+``plot_trajectory`` draws ``loss_sum`` after every batch of one epoch on a log scale, with
+float16's largest value (65,504) and each stall or overflow marked: where a half-precision
+accumulator stops counting. ``plot_divergence`` draws, per accumulator, each seed tracker's epoch loss as held in memory
 (which the console printed), as the seed's lossy serialiser would have saved it, and the
 exact loss. A non-finite value cannot sit on an axis, so it is drawn as a triangle at the
 top edge, labelled with its value. Colours are the Okabe-Ito palette (colour-blind safe);
@@ -14,13 +16,18 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-__all__ = ["OKABE_ITO", "plot_divergence", "save_figure"]
+from .streams import first_nonfinite, stall_start
+
+__all__ = ["FLOAT16_MAX", "OKABE_ITO", "plot_divergence", "plot_trajectory", "save_figure"]
 
 OKABE_ITO = {
     "black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
     "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7",
 }
 TRACKER_COLOURS = {"seed-broken": OKABE_ITO["vermillion"], "seed-fixed": OKABE_ITO["blue"]}
+MARKER_SIZES = {"seed-broken": 9, "seed-fixed": 5}  # broken drawn larger, so equal values stay visible
+ACCUMULATOR_STYLES = {"python": "-", "float64": "-", "float32": "-.", "bfloat16": ":", "float16": "--", "auto": "-."}
+FLOAT16_MAX = 65504.0
 
 
 def save_figure(figure: Figure, path: str | Path) -> Path:
@@ -65,10 +72,11 @@ def plot_divergence(rows: list[dict], title: str = "Console vs saved history") -
             epochs = [r["epoch"] for r in mine]
             kind = tracker.partition(":")[0]
             colour = TRACKER_COLOURS.get(kind, OKABE_ITO["green"])
+            size = MARKER_SIZES.get(kind, 6)
             _plot_series(axis, epochs, [r["memory"] for r in mine], top, f"{kind}: console = memory",
-                         color=colour, marker="o")
+                         color=colour, marker="o", markersize=size)
             _plot_series(axis, epochs, [r["seed_json"] for r in mine], top, f"{kind}: seed's JSON",
-                         color=colour, marker="x", linestyle="--")
+                         color=colour, marker="x", markersize=size, linestyle="--")
         axis.set_title(f"accumulator: {accumulator}")
         axis.set_xlabel("epoch")
         axis.set_ylabel("epoch loss")
@@ -77,4 +85,41 @@ def plot_divergence(rows: list[dict], title: str = "Console vs saved history") -
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     figure.suptitle(title)
+    return figure
+
+
+def plot_trajectory(trajectories: dict[str, list[float]], title: str = "loss_sum within one epoch") -> Figure:
+    """``loss_sum`` against batch index for each tracker name (``kind:accumulator``), log scale.
+
+    Stalls are marked with a dot and the value they stall at; an overflow with a cross at
+    65,504 and the batch index at which the sum became infinite.
+    """
+    figure = Figure(figsize=(8.5, 4.8))
+    axis = figure.subplots()
+    axis.axhline(FLOAT16_MAX, color=OKABE_ITO["black"], linewidth=0.8, linestyle=(0, (1, 3)))
+    axis.text(0.99, FLOAT16_MAX * 1.12, "float16 max 65,504", transform=axis.get_yaxis_transform(), ha="right",
+              fontsize=8)
+    for name, trajectory in trajectories.items():
+        kind, _, accumulator = name.partition(":")
+        colour = TRACKER_COLOURS.get(kind, OKABE_ITO["green"])
+        batches = range(1, len(trajectory) + 1)
+        shown = [v if v > 0 and v != float("inf") and v == v else float("nan") for v in trajectory]
+        axis.plot(batches, shown, color=colour, linestyle=ACCUMULATOR_STYLES.get(accumulator, "-"),
+                  linewidth=1.6, label=name)
+        overflow = first_nonfinite(trajectory)
+        if overflow is not None:
+            axis.plot([overflow + 1], [FLOAT16_MAX], marker="X", markersize=10, color=colour, linestyle="none")
+            axis.annotate(f"{trajectory[overflow]} at batch {overflow + 1}", (overflow + 1, FLOAT16_MAX),
+                          textcoords="offset points", xytext=(8, 14), color=colour, fontsize=8)
+        stall = stall_start(trajectory)
+        if stall is not None:
+            axis.plot([stall + 1], [trajectory[stall]], marker="o", markersize=7, color=colour, linestyle="none")
+            axis.annotate(f"stalls at {trajectory[stall]:,.0f} from batch {stall + 1}", (stall + 1, trajectory[stall]),
+                          textcoords="offset points", xytext=(6, -12), color=colour, fontsize=8)
+    axis.set_yscale("log")
+    axis.set_xlabel("batch within the epoch")
+    axis.set_ylabel("loss_sum (log scale)")
+    axis.set_title(title)
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
     return figure

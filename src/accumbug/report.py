@@ -8,13 +8,17 @@ history parts from the console and from the truth (``01`` and ``02`` notebooks).
 
 from __future__ import annotations
 
+import difflib
+import html
+import inspect
 import math
 from pathlib import Path
 
 from .history import dumps_history, load_history, loads_history, loads_strict, seed_lossy_dumps
 from .train import TrainResult, history_filename
 
-__all__ = ["divergence_rows", "format_table"]
+__all__ = ["Html", "differing_lines", "divergence_rows", "format_rows", "format_table", "format_verdicts", "run_verdicts", "seed_comparison",
+           "source_side_by_side"]
 
 EXACT = "exact"
 
@@ -58,25 +62,171 @@ def divergence_rows(result: TrainResult, metric: str = "loss") -> list[dict]:
 
 
 def _cell(value, digits: int = 4) -> str:
+    """A number as a table shows it: fixed decimals, non-finite values by name, None as '-'."""
     if value is None:
         return "-"
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return f"{value:,}"
+    if not math.isfinite(value):
         return str(value)
     return f"{value:.{digits}f}"
 
 
-def format_table(rows: list[dict]) -> str:
-    """A plain-text table of ``divergence_rows`` for the terminal."""
-    header = ("tracker", "epoch", "console", "seed's JSON", "strict JSON", "exact", "vs exact")
-    body = [
-        (row["tracker"], str(row["epoch"]), _cell(row["console"]), _cell(row["seed_json"]),
-         _cell(row["strict_json"]), _cell(row["exact"]),
-         "-" if row["error_pct"] is None else (
-             _cell(row["error_pct"], 2) + ("%" if math.isfinite(row["error_pct"]) else "")))
-        for row in rows
-    ]
+def format_rows(rows: list[dict], columns: dict[str, str]) -> str:
+    """A plain-text table of ``rows``: ``columns`` maps each key to its header; numbers right-aligned."""
+    header = list(columns.values())
+    body = [[_cell(row[key]) for key in columns] for row in rows]
     widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
              for line in (header, *body)]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def format_table(rows: list[dict]) -> str:
+    """``divergence_rows`` as a plain-text table for the terminal."""
+    def error(value):
+        if value is None:
+            return "-"
+        return f"{value:.2f}%" if math.isfinite(value) else str(value)
+
+    shown = [{**row, "error_pct": error(row["error_pct"]), "epoch": str(row["epoch"])} for row in rows]
+    return format_rows(shown, {"tracker": "tracker", "epoch": "epoch", "console": "console", "seed_json": "seed's JSON",
+                               "strict_json": "strict JSON", "exact": "exact", "error_pct": "vs exact"})
+
+
+class Html(str):
+    """A string that Jupyter renders as HTML."""
+
+    def _repr_html_(self) -> str:
+        return str(self)
+
+
+def _source_lines(obj) -> list[str]:
+    return inspect.getsource(obj).rstrip("\n").split("\n")
+
+
+def differing_lines(a, b) -> tuple[list[str], list[str]]:
+    """The source lines of ``a`` and of ``b`` that the other does not have (stripped)."""
+    left, right = _source_lines(a), _source_lines(b)
+    only_left, only_right = [], []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, left, right, autojunk=False).get_opcodes():
+        if tag != "equal":
+            only_left += [line.strip() for line in left[i1:i2]]
+            only_right += [line.strip() for line in right[j1:j2]]
+    return only_left, only_right
+
+
+def source_side_by_side(a, b) -> Html:
+    """Two functions' or classes' source in two columns, the lines that differ highlighted."""
+    left, right = _source_lines(a), _source_lines(b)
+    rows_left, rows_right = [], []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, left, right, autojunk=False).get_opcodes():
+        height = max(i2 - i1, j2 - j1)
+        for lines, start, stop, column in ((left, i1, i2, rows_left), (right, j1, j2, rows_right)):
+            chunk = lines[start:stop] + [""] * (height - (stop - start))
+            column += [(line, tag != "equal") for line in chunk]
+
+    def render(column):
+        return "".join(
+            f'<div style="background:{"#fde0c5" if changed else "transparent"};white-space:pre">'
+            f"{html.escape(line) or '&nbsp;'}</div>" for line, changed in column)
+
+    def title(obj):
+        return html.escape(f"{obj.__qualname__}  ({inspect.getmodule(obj).__name__})")
+
+    return Html(
+        '<table style="font-family:monospace;font-size:12px;border-collapse:collapse"><tr>'
+        f'<th style="text-align:left">{title(a)}</th><th style="text-align:left">{title(b)}</th></tr>'
+        f'<tr><td style="vertical-align:top;padding-right:2em">{render(rows_left)}</td>'
+        f'<td style="vertical-align:top">{render(rows_right)}</td></tr></table>')
+
+
+def seed_comparison(result: TrainResult) -> list[dict]:
+    """The seed's comparison table, each number next to the one this run measured (epoch 1).
+
+    Needs the run's ``seed-broken:python`` and ``seed-fixed:python`` trackers, and
+    ``train(..., trajectory=True)`` for the first batch's loss; ``seed-broken:float16`` adds
+    the rows of the half-precision story when the run has it.
+    """
+    broken, fixed = result.histories["seed-broken:python"], result.histories["seed-fixed:python"]
+    spec = result.config.data_spec()
+    first_loss = result.trajectories["seed-fixed:python"][0][0]
+    lossy = {name: loads_strict(seed_lossy_dumps(h))["train_loss"] for name, h in result.histories.items()}
+    rows = [
+        ("batch size", "16", spec.batch_size),
+        ("batches per epoch", "~8,519", f"{spec.batches_per_epoch:,} (last batch {spec.last_batch_size})"),
+        ("loss.item() of the first batch", "9.14", first_loss),
+        ("broken: first addend loss * batch_size", "146.24", first_loss * spec.batch_size),
+        ("broken: loss_sum after the epoch", "~1,238,000", f"{broken['train_loss_sum'][0]:,.1f}"),
+        ("broken: total after the epoch", "~136,304", f"{broken['train_total'][0]:,}"),
+        ("broken: loss_sum / total", "9.08... -> NaN", broken["train_loss"][0]),
+        ("fixed: loss_sum after the epoch", "~74,000", f"{fixed['train_loss_sum'][0]:,.1f}"),
+        ("fixed: total after the epoch", "~8,519", f"{fixed['train_total'][0]:,}"),
+        ("fixed: loss_sum / total", "8.68", fixed["train_loss"][0]),
+        ("exact per-sample mean", "-", result.histories["exact"]["train_loss"][0] if "exact" in result.histories else None),
+        ("broken: JSON output", "[0.0, 0.0, ...]", _short_list(lossy["seed-broken:python"])),
+        ("fixed: JSON output", "[9.16, 8.73, ...]", _short_list(lossy["seed-fixed:python"])),
+    ]
+    if "seed-broken:float16" in result.histories:
+        half = result.histories["seed-broken:float16"]
+        rows += [
+            ("broken, float16 accumulator: loss_sum after the epoch", "-", f"{half['train_loss_sum'][0]:,.1f}"),
+            ("broken, float16 accumulator: JSON output", "[0.0, 0.0, ...]", _short_list(lossy["seed-broken:float16"])),
+        ]
+    if "seed-fixed:float16" in result.histories:
+        half = result.histories["seed-fixed:float16"]
+        rows += [
+            ("fixed, float16 accumulator: loss_sum after the epoch", "~74,000", f"{half['train_loss_sum'][0]:,.1f}"),
+            ("fixed, float16 accumulator: JSON output", "[9.16, 8.73, ...]", _short_list(lossy["seed-fixed:float16"])),
+        ]
+    return [{"quantity": q, "seed": seed, "measured": measured} for q, seed, measured in rows]
+
+
+def _short_list(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
+
+def run_verdicts(result: TrainResult) -> list[tuple[str, bool]]:
+    """Checks of a run's histories against the exact tracker, each computed, never asserted.
+
+    Only the checks whose trackers the run has are made. Used by the notebooks, whose
+    checked outputs are these verdicts rather than the trained values themselves.
+    """
+    histories = result.histories
+    exact = histories.get("exact", {}).get("train_loss")
+    if exact is None:
+        return []
+
+    def relative_errors(name):
+        return [abs(v - e) / abs(e) if math.isfinite(v) else math.inf for v, e in zip(histories[name]["train_loss"], exact)]
+
+    def lossy(name):
+        return loads_strict(seed_lossy_dumps(histories[name]))["train_loss"]
+
+    checks = []
+    if "seed-broken:python" in histories:
+        checks.append(("seed-broken:python equals the exact loss in every epoch (relative 1e-12)",
+                       max(relative_errors("seed-broken:python")) <= 1e-12))
+    if "seed-fixed:python" in histories:
+        checks.append(("seed-fixed:python differs from the exact loss in some epoch (relative > 1e-9)",
+                       max(relative_errors("seed-fixed:python")) > 1e-9))
+    for name in (n for n in histories if n.endswith((":float16", ":bfloat16"))):
+        values = histories[name]["train_loss"]
+        if not all(math.isfinite(v) for v in values):
+            strict = _strict_history(result, name)["train_loss"]
+            checks.append((f"{name}: where memory/console is non-finite, the seed's JSON holds 0.0 and the strict file "
+                           f"the same non-finite value",
+                           all(z == 0.0 and (s == v or (math.isnan(s) and math.isnan(v)))
+                               for v, z, s in zip(values, lossy(name), strict) if not math.isfinite(v))))
+        checks.append((f"{name}: off by more than 1 % from exact in some epoch", max(relative_errors(name)) > 0.01))
+    accuracies = {(tuple(h["train_top1"]), tuple(h["train_top5"])) for h in histories.values()}
+    checks.append(("every tracker reports the same top-1 and top-5 accuracy", len(accuracies) == 1))
+    return checks
+
+
+def format_verdicts(verdicts: list[tuple[str, bool]]) -> str:
+    return "\n".join(f"{'holds ' if holds else 'fails '}  {claim}" for claim, holds in verdicts)

@@ -8,12 +8,14 @@ float16 ``loss_sum`` overflows or a "fixed" one stalls (``03_what_really_breaks.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .data import DataSpec
 from .trackers import TOPK
 
-__all__ = ["batch_sizes", "replay", "simulated_losses"]
+__all__ = ["batch_sizes", "first_nonfinite", "replay", "simulated_losses", "stall_start"]
 
 
 def batch_sizes(spec: DataSpec) -> list[int]:
@@ -46,3 +48,22 @@ def replay(tracker, losses: torch.Tensor, sizes: list[int], outputs_dtype: torch
         tracker.update(loss, outputs, labels)
         trajectory.append(float(tracker.loss_sum))
     return trajectory
+
+
+def first_nonfinite(trajectory: list[float]) -> int | None:
+    """Index of the first batch after which ``loss_sum`` is NaN or infinite, or None."""
+    return next((i for i, value in enumerate(trajectory) if not math.isfinite(value)), None)
+
+
+def stall_start(trajectory: list[float], min_lost: int = 10) -> int | None:
+    """Index from which ``loss_sum`` never changes again, if at least ``min_lost`` additions were lost.
+
+    A half-precision sum stalls when each addend is below half the spacing of the numbers
+    around the sum, so it rounds away: float16 "fixed" at 32,768, bfloat16 at 4,096 / 65,536.
+    """
+    if not trajectory or not math.isfinite(trajectory[-1]):
+        return None
+    start = len(trajectory) - 1
+    while start > 0 and trajectory[start - 1] == trajectory[-1]:
+        start -= 1
+    return start if len(trajectory) - 1 - start >= min_lost else None

@@ -105,7 +105,9 @@ class TrainResult:
     ``histories[name]`` maps ``train_loss``, ``train_top1``, ... and the raw accumulator
     state ``train_loss_sum`` / ``train_total`` to one value per epoch, as the tracker held
     them in memory. ``console[name]`` holds the same epochs as the console printed them
-    (rounded to the printed digits); ``console_lines`` the printed lines.
+    (rounded to the printed digits); ``console_lines`` the printed lines. With
+    ``train(..., trajectory=True)``, ``trajectories[name][e]`` is ``loss_sum`` after each
+    batch of epoch ``e + 1`` (a host sync per batch, so only when asked).
     """
 
     config: TrainConfig
@@ -114,6 +116,7 @@ class TrainResult:
     console: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     console_lines: list[str] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
+    trajectories: dict[str, list[list[float]]] = field(default_factory=dict)
     out: Path | None = None
     model: nn.Module | None = None
 
@@ -163,7 +166,7 @@ def _record_epoch(history: dict, tracker, metrics: dict) -> None:
         history.setdefault(f"train_{key}", []).append(value)
 
 
-def train(config: TrainConfig, trackers, *, out=None, overwrite: bool = False) -> TrainResult:
+def train(config: TrainConfig, trackers, *, out=None, overwrite: bool = False, trajectory: bool = False) -> TrainResult:
     """Run ``config`` once, feeding every tracker (objects or names for ``make_tracker``)."""
     trackers = [make_tracker(t) if isinstance(t, str) else t for t in trackers]
     names = [t.name for t in trackers]
@@ -177,14 +180,14 @@ def train(config: TrainConfig, trackers, *, out=None, overwrite: bool = False) -
     if out is not None:
         _prepare_out(out, overwrite)
     try:
-        return _run(config, trackers, device, out)
+        return _run(config, trackers, device, out, trajectory)
     except BaseException:
         if created and out is not None and not any(out.glob("history-*.json")):
             shutil.rmtree(out, ignore_errors=True)  # nothing completed: leave no half-made run folder
         raise
 
 
-def _run(config: TrainConfig, trackers: list, device: torch.device, out: Path | None) -> TrainResult:
+def _run(config: TrainConfig, trackers: list, device: torch.device, out: Path | None, trajectory: bool) -> TrainResult:
     spec = config.data_spec()
     seed_everything(config.seed)
     model = SmallClassifier(spec.pixels, spec.classes, config.hidden).to(device)
@@ -198,6 +201,8 @@ def _run(config: TrainConfig, trackers: list, device: torch.device, out: Path | 
     for tracker in trackers:
         result.histories[tracker.name] = _tracker_history(tracker, config)
         result.console[tracker.name] = []
+        if trajectory:
+            result.trajectories[tracker.name] = []
     if out is not None:
         record = {"config": asdict(config), "data": asdict(spec), "device": str(device),
                   "trackers": [t.name for t in trackers], "torch": torch.__version__,
@@ -208,6 +213,8 @@ def _run(config: TrainConfig, trackers: list, device: torch.device, out: Path | 
         started = time.perf_counter()
         for tracker in trackers:
             tracker.reset()
+        for sums in result.trajectories.values():
+            sums.append([])
         batches = data.batches(epoch - 1)
         bar = tqdm(batches, total=len(batches), desc=f"Epoch {epoch} [Train]", disable=not config.progress,
                    leave=False)
@@ -222,6 +229,8 @@ def _run(config: TrainConfig, trackers: list, device: torch.device, out: Path | 
             loss, outputs = loss.detach(), outputs.detach()
             for tracker in trackers:
                 tracker.update(loss, outputs, labels)
+            for tracker in trackers if trajectory else ():
+                result.trajectories[tracker.name][-1].append(float(tracker.loss_sum))
             if config.progress and (batch_idx % POSTFIX_EVERY == 0 or batch_idx == len(batches) - 1):
                 bar.set_postfix(_postfix(trackers[0].get_metrics()))
         bar.close()

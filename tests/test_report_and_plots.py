@@ -1,0 +1,79 @@
+import math
+
+import pytest
+
+from accumbug.plots import plot_divergence, plot_trajectory, save_figure
+from accumbug.report import (differing_lines, divergence_rows, format_table, run_verdicts, seed_comparison,
+                             source_side_by_side)
+from accumbug.streams import first_nonfinite, stall_start
+from accumbug.trackers import SeedBrokenTracker, SeedFixedTracker
+from accumbug.train import TrainConfig, train
+
+TRACKERS = ["seed-broken:python", "seed-fixed:python", "seed-broken:float16", "seed-fixed:float16", "exact"]
+
+
+@pytest.fixture(scope="module")
+def run():
+    return train(TrainConfig(preset="tiny", epochs=2), TRACKERS, trajectory=True)
+
+
+def test_trajectory_is_loss_sum_after_every_batch(run):
+    sums = run.trajectories["seed-fixed:python"]
+    assert [len(epoch) for epoch in sums] == [65, 65]
+    assert sums[0][-1] == run.histories["seed-fixed:python"]["train_loss_sum"][0]
+    assert all(b > a for a, b in zip(sums[0], sums[0][1:]))
+
+
+def test_divergence_rows_without_a_run_folder_round_trip_the_strict_file(run):
+    rows = divergence_rows(run)
+    assert len(rows) == 10 and {r["epoch"] for r in rows} == {1, 2}
+    exact = [r for r in rows if r["tracker"] == "exact"]
+    assert all(r["error_pct"] == 0 for r in exact)
+    assert "strict JSON" in format_table(rows).splitlines()[0]
+
+
+def test_seed_comparison_measures_every_row(run):
+    rows = {r["quantity"]: r for r in seed_comparison(run)}
+    assert rows["batches per epoch"]["measured"] == "65 (last batch 8)"
+    assert rows["broken: total after the epoch"]["measured"] == "1,032"
+    assert rows["fixed: total after the epoch"]["measured"] == "65"
+    first = run.trajectories["seed-fixed:python"][0][0]
+    assert rows["broken: first addend loss * batch_size"]["measured"] == pytest.approx(first * 16)
+
+
+def test_run_verdicts_are_computed(run):
+    verdicts = dict(run_verdicts(run))
+    assert verdicts["seed-broken:python equals the exact loss in every epoch (relative 1e-12)"]
+    assert verdicts["every tracker reports the same top-1 and top-5 accuracy"]
+    run.histories["seed-broken:python"]["train_loss"][0] *= 1.001
+    try:
+        assert not dict(run_verdicts(run))["seed-broken:python equals the exact loss in every epoch (relative 1e-12)"]
+    finally:
+        run.histories["seed-broken:python"]["train_loss"][0] /= 1.001
+
+
+def test_source_side_by_side_highlights_only_the_differing_lines():
+    broken, fixed = differing_lines(SeedBrokenTracker.update, SeedFixedTracker.update)
+    assert broken[-2:] == ["self.loss_sum += loss * batch_size  # 9.14 * 16 = 146.24", "self.total += batch_size  # total += 16"]
+    assert fixed == ["self.loss_sum += loss  # 9.14 (correct magnitude)", "self.total += 1  # total += 1 (count batches)"]
+    html = source_side_by_side(SeedBrokenTracker.update, SeedFixedTracker.update)
+    # the changed block is 3 lines on the left, 2 + 1 blank on the right: 6 highlighted rows
+    assert html._repr_html_().count("#fde0c5") == 6
+
+
+@pytest.mark.parametrize("trajectory, overflow, stall", [
+    ([1.0, 2.0, math.inf, math.inf], 2, None),
+    ([1.0, 2.0] + [3.0] * 11, None, 2),
+    ([1.0, 2.0, 3.0, 3.0], None, None),  # two equal values are not a stall
+    ([1.0, math.nan], 1, None),
+])
+def test_overflow_and_stall_detection(trajectory, overflow, stall):
+    assert first_nonfinite(trajectory) == overflow and stall_start(trajectory) == stall
+
+
+def test_figures_are_deterministic_pngs(run, tmp_path):
+    rows = divergence_rows(run)
+    for name, make in (("d", lambda: plot_divergence(rows)),
+                       ("t", lambda: plot_trajectory({n: s[0] for n, s in run.trajectories.items()}))):
+        a, b = save_figure(make(), tmp_path / f"{name}1.png"), save_figure(make(), tmp_path / f"{name}2.png")
+        assert a.read_bytes() == b.read_bytes() and a.read_bytes().startswith(b"\x89PNG")
