@@ -17,7 +17,7 @@ def tiny_run(tmp_path_factory):
 
 def test_run_folder_holds_config_console_and_one_history_per_tracker(tiny_run):
     names = sorted(p.name for p in tiny_run.out.iterdir())
-    assert names == sorted(["config.json", "console.log", *(history_filename(n) for n in FIVE)])
+    assert names == sorted(["config.json", "console.log", "checkpoint.pt", *(history_filename(n) for n in FIVE)])
     config = json.loads((tiny_run.out / "config.json").read_text())
     assert config["config"]["preset"] == "tiny" and config["trackers"] == FIVE
     assert (tiny_run.out / "console.log").read_text().splitlines() == tiny_run.console_lines

@@ -5,7 +5,9 @@
 and exact), then the console-vs-file table and ``divergence.png``. ``run`` is any run.
 
 Bad arguments print one line naming the value and what is allowed, exit with code 2, and
-write nothing: every value is checked before the run folder is made.
+write nothing: every value is checked before the run folder is made. ``run --resume DIR``
+continues a run folder; ``--stop-on-nonfinite`` ends a run at its first NaN or infinite
+batch loss with exit code 3, keeping the completed epochs.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from .data import PRESETS
-from .plots import plot_divergence, save_figure
+from .plots import figure_png, plot_divergence
+from .rundir import commit_files
 from .report import divergence_rows, format_table
-from .train import AMP_MODES, TrainConfig, train
+from .train import AMP_MODES, NonFiniteLossError, TrainConfig, read_run_config, train
 from .trackers import make_tracker
 
 __all__ = ["REPRODUCE_TRACKERS", "main"]
@@ -50,55 +54,79 @@ def _whole(minimum: int):
 def _parser() -> _Parser:
     parser = _Parser(prog="python -m accumbug", description="Epoch metrics accumulated wrongly: reproduce and measure.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    quiet = {"argument_default": argparse.SUPPRESS}  # absent options stay absent: --resume sees what was given
 
     def common(sub, preset: str, epochs: int):
-        sub.add_argument("--preset", default=preset, choices=list(PRESETS), help=f"data set size (default {preset})")
-        sub.add_argument("--epochs", type=_whole(1), default=epochs, help=f"epochs to train (default {epochs})")
+        sub.add_argument("--preset", choices=list(PRESETS), help=f"data set size (default {preset})")
+        sub.add_argument("--epochs", type=_whole(1), help=f"epochs to train (default {epochs})")
         sub.add_argument("--out", type=Path, help="run folder (default runs/<command>-<preset>-<time>)")
         sub.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-        sub.add_argument("--seed", type=_whole(0), default=0, help="seed for data and weights (default 0)")
-        sub.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+        sub.add_argument("--seed", type=_whole(0), help="seed for data and weights (default 0)")
+        sub.add_argument("--device", help="auto (CUDA when present; the default), cpu, cuda or cuda:N")
         sub.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
-    common(commands.add_parser("reproduce", help="the seed incident: five trackers side by side"), "small", 3)
-    run = commands.add_parser("run", help="any training run")
+    common(commands.add_parser("reproduce", help="the seed incident: five trackers side by side", **quiet), "small", 3)
+    run = commands.add_parser("run", help="any training run", **quiet)
     common(run, "small", 3)
     run.add_argument("--tracker", action="append", dest="trackers", metavar="TRACKER",
                      help="exact, seed-broken[:ACC] or seed-fixed[:ACC]; repeat for several "
                           "(default: the five of reproduce)")
-    run.add_argument("--lr", type=float, default=TrainConfig.lr, help=f"SGD learning rate (default {TrainConfig.lr})")
-    run.add_argument("--amp", default="off", choices=list(AMP_MODES), help="autocast dtype (default off)")
+    run.add_argument("--lr", type=float, help=f"SGD learning rate (default {TrainConfig.lr})")
+    run.add_argument("--amp", choices=list(AMP_MODES), help="autocast dtype (default off)")
+    run.add_argument("--batch-size", type=int, help="samples per batch (default 16)")
+    run.add_argument("--samples", type=int, help="data set size (default: the preset's)")
+    run.add_argument("--classes", type=int, help="number of classes (default: the preset's)")
+    run.add_argument("--stop-on-nonfinite", action="store_true", help="stop at the first NaN or infinite batch loss")
+    run.add_argument("--resume", type=Path, metavar="DIR",
+                     help="continue the run folder DIR from its last completed epoch (--epochs may extend it)")
     return parser
 
 
-def _configure(args) -> tuple[TrainConfig, list, Path]:
+CONFIG_OPTIONS = ("preset", "epochs", "seed", "device", "progress", "lr", "amp", "batch_size", "samples", "classes",
+                  "stop_on_nonfinite")
+
+
+def _configure(args: argparse.Namespace) -> tuple[TrainConfig, list, Path, bool]:
     """Check every value and build the run's parts before anything is written."""
-    extra = {"lr": args.lr, "amp": args.amp} if args.command == "run" else {}
-    config = TrainConfig(preset=args.preset, epochs=args.epochs, seed=args.seed, device=args.device,
-                         progress=args.progress, **extra)
-    names = (args.trackers if args.command == "run" and args.trackers else REPRODUCE_TRACKERS)
-    trackers = [make_tracker(name) for name in names]
-    out = args.out or Path("runs") / f"{args.command}-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return config, trackers, out
+    given = vars(args)
+    options = {key: given[key] for key in CONFIG_OPTIONS if key in given}
+    options.setdefault("progress", True)  # bars on in a terminal unless --no-progress
+    resume = given.get("resume")
+    if resume is not None:
+        for clash in ("out", "overwrite"):
+            if clash in given:
+                raise UsageError(f"--{clash} goes with a new run, not with --resume (the run folder is {resume})")
+        saved, saved_names = read_run_config(resume)
+        config = replace(saved, **options)
+        names = given.get("trackers", saved_names)
+        out = resume
+    else:
+        config = TrainConfig(**options)
+        names = given.get("trackers", REPRODUCE_TRACKERS)
+        out = given.get("out") or Path("runs") / f"{args.command}-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return config, [make_tracker(name) for name in names], out, resume is not None
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        config, trackers, out = _configure(args)
+        config, trackers, out, resume = _configure(args)
         started = time.perf_counter()
-        result = train(config, trackers, out=out, overwrite=args.overwrite)
+        result = train(config, trackers, out=out, overwrite=getattr(args, "overwrite", False), resume=resume)
     except (UsageError, ValueError) as error:
         print(f"accumbug: error: {error}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as error:
+        print(f"accumbug: stopped: {error}", file=sys.stderr)
+        return 3
     rows = divergence_rows(result)
     print()
     print(format_table(rows))
-    figure = save_figure(plot_divergence(rows, f"{config.preset} preset, {config.epochs} epochs: console vs saved history"),
-                         out / "divergence.png")
+    figure = plot_divergence(rows, f"{config.preset} preset, {config.epochs} epochs: console vs saved history")
+    commit_files(out, {"divergence.png": figure_png(figure)})
     seconds = time.perf_counter() - started
     epochs = ", ".join(f"{s:.1f}" for s in result.epoch_seconds)
     print(f"\n{len(trackers)} trackers, {config.epochs} epochs on {result.device} in {seconds:.1f} s "
           f"(per epoch: {epochs} s); run folder: {out}")
-    print(f"figure: {figure}")
+    print(f"figure: {out / 'divergence.png'}")
     return 0

@@ -29,6 +29,7 @@ from pathlib import Path
 __all__ = [
     "HISTORY_FORMAT",
     "HistoryFileError",
+    "atomic_write_bytes",
     "atomic_write_text",
     "decode_nonfinite",
     "dumps_history",
@@ -100,14 +101,14 @@ def loads_strict(text: str):
     return json.loads(text, parse_constant=_reject_constant)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never a part."""
+def atomic_write_bytes(path: str | os.PathLike, content: bytes) -> None:
+    """Write ``content`` to ``path`` so that readers see the old file or the new one, never a part."""
     path = Path(path)
     temp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode follows the umask
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
@@ -117,6 +118,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """``atomic_write_bytes`` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def dumps_history(history: dict) -> str:

@@ -11,14 +11,16 @@ PNGs carry no timestamp or version, so the same run gives the same bytes.
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from .history import atomic_write_bytes
 from .streams import first_nonfinite, stall_start
 
-__all__ = ["FLOAT16_MAX", "OKABE_ITO", "plot_divergence", "plot_trajectory", "save_figure"]
+__all__ = ["FLOAT16_MAX", "OKABE_ITO", "figure_png", "plot_divergence", "plot_trajectory", "save_figure"]
 
 OKABE_ITO = {
     "black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
@@ -30,10 +32,17 @@ ACCUMULATOR_STYLES = {"python": "-", "float64": "-", "float32": "-.", "bfloat16"
 FLOAT16_MAX = 65504.0
 
 
+def figure_png(figure: Figure) -> bytes:
+    """PNG bytes without metadata that changes between runs (software version, time)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None}, bbox_inches="tight")
+    return buffer.getvalue()
+
+
 def save_figure(figure: Figure, path: str | Path) -> Path:
-    """Save as PNG without metadata that changes between runs (software version, time)."""
+    """Save ``figure_png(figure)`` to ``path``, atomically."""
     path = Path(path)
-    figure.savefig(path, dpi=110, metadata={"Software": None}, bbox_inches="tight")
+    atomic_write_bytes(path, figure_png(figure))
     return path
 
 

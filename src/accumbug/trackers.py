@@ -147,6 +147,12 @@ class ExactTracker:
             raise ValueError(
                 f"outputs shape {tuple(outputs.shape)}: expected [batch, classes] with classes >= {TOPK} for top-{TOPK}"
             )
+        if labels.shape != outputs.shape[:1]:
+            raise ValueError(f"labels shape {tuple(labels.shape)}: expected [{outputs.size(0)}], one label per row of outputs")
+        if labels.device.type == "cpu" and labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < outputs.size(1):
+            # checked on the CPU only: on a GPU the check would wait for the device every step
+            raise ValueError(f"labels in [{int(labels.min())}, {int(labels.max())}]: out of range for "
+                             f"{outputs.size(1)} classes (allowed 0..{outputs.size(1) - 1})")
         if self.loss_sum.device != outputs.device:
             for state in self._states():
                 setattr(self, state, getattr(self, state).to(outputs.device))

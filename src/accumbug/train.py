@@ -8,15 +8,22 @@ see the same numbers, any difference between their histories comes from accumula
 The console is the seed's: a tqdm bar per epoch whose postfix shows the first tracker's
 running metrics (``progress=True``; ``tqdm.auto`` gives the notebook widget), then one line
 per tracker, ``Epoch 1 [Train]: loss=9.1621, top1=0.00%, top5=0.20%``. With ``out=`` the run
-folder gets ``config.json`` at the start and, after every epoch, ``console.log`` and one
-strict history file per tracker (``history.py``), each written atomically.
+folder gets ``config.json`` at the start and, after every epoch, ``console.log``, one strict
+history file per tracker (``history.py``) and ``checkpoint.pt``, committed together
+(``rundir.py``). ``resume=True`` continues such a folder from its last completed epoch and,
+on a CPU, writes the same bytes an uninterrupted run would have.
+
+Non-finite batch losses are counted per epoch (``train_nonfinite_batches`` in every
+history); ``stop_on_nonfinite`` stops at the first one, before its optimizer step.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import platform
+import random
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -27,15 +34,24 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import DataSpec, SyntheticImages, preset
-from .history import atomic_write_text, save_history
+from .history import HistoryFileError, dumps_history, load_history
 from .model import SmallClassifier
+from .rundir import RunFolderError, commit_files, create_run_folder, remove_stale_staging
 from .seeding import seed_everything
 from .trackers import TOPK, make_tracker
 
-__all__ = ["AMP_MODES", "TrainConfig", "TrainResult", "format_epoch_line", "history_filename", "train"]
+__all__ = ["AMP_MODES", "CHECKPOINT", "NonFiniteLossError", "TrainConfig", "TrainResult", "format_epoch_line",
+           "history_filename", "read_run_config", "train"]
 
 AMP_MODES = ("off", "float16", "bfloat16")
 POSTFIX_EVERY = 25  # batches between postfix refreshes: get_metrics may sync the device
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = "accumbug-checkpoint/1"
+RESUMABLE_CHANGES = ("epochs", "progress", "device")  # settings a resumed run may change
+
+
+class NonFiniteLossError(RuntimeError):
+    """A batch loss was NaN or infinite and the run was asked to stop on the first one."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +70,8 @@ class TrainConfig:
     samples: int | None = None
     classes: int | None = None
     batch_size: int | None = None
+    stop_on_nonfinite: bool = False
+    nan_batch: int | None = None  # 1-based batch of the run whose loss is made NaN (demos, fault tests)
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
@@ -66,6 +84,9 @@ class TrainConfig:
             raise ValueError(f"amp={self.amp!r}: unknown; allowed: {', '.join(AMP_MODES)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed={self.seed!r}: must be a whole number >= 0")
+        if self.nan_batch is not None and (isinstance(self.nan_batch, bool) or not isinstance(self.nan_batch, int)
+                                           or self.nan_batch < 1):
+            raise ValueError(f"nan_batch={self.nan_batch!r}: must be a whole number >= 1 (or None)")
         spec = self.data_spec()  # raises on a bad preset, size or batch size
         if spec.classes < TOPK:
             raise ValueError(f"classes={spec.classes}: top-{TOPK} accuracy needs at least {TOPK} classes")
@@ -136,38 +157,35 @@ def history_filename(tracker_name: str) -> str:
     return f"history-{tracker_name.replace(':', '-')}.json"
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    """Create the run folder; refuse to mix a new run into an existing one unless asked."""
-    if out.exists():
-        if not out.is_dir():
-            raise ValueError(f"out={str(out)!r}: exists and is not a folder")
-        if any(out.iterdir()):
-            if not overwrite:
-                raise ValueError(f"out={str(out)!r}: exists and is not empty; pass --overwrite or choose another folder")
-            if not (out / "config.json").exists():
-                raise ValueError(f"out={str(out)!r}: not a run folder (no config.json); refusing to overwrite it")
-            shutil.rmtree(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise ValueError(f"out={str(out)!r}: cannot write there ({error.strerror})") from None
-
-
 def _tracker_history(tracker, config: TrainConfig) -> dict:
     return {"tracker": tracker.name, "accumulator": tracker.accumulator, "preset": config.preset}
 
 
-def _record_epoch(history: dict, tracker, metrics: dict) -> None:
-    state = {"loss_sum": float(tracker.loss_sum), "total": int(tracker.total)}
+def _record_epoch(history: dict, tracker, metrics: dict, nonfinite_batches: int) -> None:
+    state = {"loss_sum": float(tracker.loss_sum), "total": int(tracker.total), "nonfinite_batches": nonfinite_batches}
     for key, value in {**metrics, **state}.items():
         history.setdefault(f"train_{key}", []).append(value)
 
 
-def train(config: TrainConfig, trackers, *, out=None, overwrite: bool = False, trajectory: bool = False) -> TrainResult:
-    """Run ``config`` once, feeding every tracker (objects or names for ``make_tracker``)."""
+def read_run_config(out) -> tuple[TrainConfig, list[str]]:
+    """The config and tracker names a run folder was made with (for ``--resume``)."""
+    path = Path(out) / "config.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return TrainConfig.from_dict(record["config"]), list(record["trackers"])
+    except FileNotFoundError:
+        raise RunFolderError(f"resume={str(out)!r}: no config.json there; not a run folder") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise RunFolderError(f"resume={str(out)!r}: config.json is corrupt ({error})") from None
+
+
+def train(config: TrainConfig, trackers, *, out=None, overwrite: bool = False, trajectory: bool = False,
+          resume: bool = False) -> TrainResult:
+    """Run ``config`` once, feeding every tracker (objects or names for ``make_tracker``).
+
+    ``resume=True`` continues the run folder ``out`` from its checkpoint; ``config`` may differ
+    from the folder's only in ``epochs``, ``progress`` and ``device``.
+    """
     trackers = [make_tracker(t) if isinstance(t, str) else t for t in trackers]
     names = [t.name for t in trackers]
     if not trackers:
@@ -176,18 +194,89 @@ def train(config: TrainConfig, trackers, *, out=None, overwrite: bool = False, t
         raise ValueError(f"trackers={names}: each tracker may appear once")
     device = _resolve_device(config.device)
     out = Path(out) if out is not None else None
-    created = out is not None and not out.exists()
+    if resume:
+        if out is None:
+            raise ValueError("resume=True needs out=, the run folder to continue")
+        state = _load_checkpoint(out, config, names)
+        return _run(config, trackers, device, out, trajectory, state)
     if out is not None:
-        _prepare_out(out, overwrite)
+        record = {"config": asdict(config), "data": asdict(config.data_spec()), "device": str(device), "trackers": names,
+                  "torch": torch.__version__, "python": platform.python_version()}
+        create_run_folder(out, overwrite, {"config.json": (json.dumps(record, indent=1) + "\n").encode()})
     try:
-        return _run(config, trackers, device, out, trajectory)
+        return _run(config, trackers, device, out, trajectory, None)
     except BaseException:
-        if created and out is not None and not any(out.glob("history-*.json")):
+        if out is not None and not (out / CHECKPOINT).exists():
             shutil.rmtree(out, ignore_errors=True)  # nothing completed: leave no half-made run folder
         raise
 
 
-def _run(config: TrainConfig, trackers: list, device: torch.device, out: Path | None, trajectory: bool) -> TrainResult:
+def _load_checkpoint(out: Path, config: TrainConfig, names: list[str]) -> dict:
+    """The checkpoint of ``out``, checked against the config, the trackers and the history files."""
+    saved_config, saved_names = read_run_config(out)
+    for name in (f.name for f in fields(TrainConfig) if f.name not in RESUMABLE_CHANGES):
+        if getattr(config, name) != getattr(saved_config, name):
+            raise RunFolderError(f"{name}={getattr(config, name)!r}: the run in {str(out)!r} was made with "
+                                 f"{name}={getattr(saved_config, name)!r}; a resumed run keeps its settings")
+    if names != saved_names:
+        raise RunFolderError(f"trackers={names}: the run in {str(out)!r} was made with trackers={saved_names}")
+    path = out / CHECKPOINT
+    if not path.exists():
+        raise RunFolderError(f"resume={str(out)!r}: no {CHECKPOINT}; no epoch of this run was completed")
+    try:
+        state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"format {state.get('format')!r}")
+    except Exception as error:  # torch raises several types for a damaged file
+        raise RunFolderError(f"{str(path)!r}: corrupt or truncated checkpoint ({type(error).__name__})") from None
+    if config.epochs < state["epoch"]:
+        raise RunFolderError(f"epochs={config.epochs}: the run in {str(out)!r} has already completed "
+                             f"{state['epoch']} epochs")
+    for name in names:
+        file = out / history_filename(name)
+        try:
+            on_disk = load_history(file)
+        except (OSError, HistoryFileError) as error:
+            raise RunFolderError(f"{str(file)!r}: unreadable history ({error})") from None
+        if dumps_history(on_disk) != dumps_history(state["histories"][name]):
+            raise RunFolderError(f"{str(file)!r}: does not match {CHECKPOINT}; the folder was changed by hand")
+    remove_stale_staging(out)
+    return state
+
+
+def _checkpoint_bytes(epoch: int, config: TrainConfig, names: list[str], model, optimizer, scaler,
+                      result: TrainResult) -> bytes:
+    state = {
+        "format": CHECKPOINT_FORMAT, "epoch": epoch, "config": asdict(config), "trackers": names,
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        "histories": result.histories, "console": result.console, "console_lines": result.console_lines,
+        "epoch_seconds": result.epoch_seconds,
+    }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def _restore(state: dict, model, optimizer, scaler, result: TrainResult) -> int:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    version, internal, gauss = state["rng"]["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if state["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    result.histories.update(state["histories"])
+    result.console.update(state["console"])
+    result.console_lines.extend(state["console_lines"])
+    result.epoch_seconds.extend(state["epoch_seconds"])
+    return state["epoch"]
+
+
+def _run(config: TrainConfig, trackers: list, device: torch.device, out: Path | None, trajectory: bool,
+         state: dict | None) -> TrainResult:
     spec = config.data_spec()
     seed_everything(config.seed)
     model = SmallClassifier(spec.pixels, spec.classes, config.hidden).to(device)
@@ -196,6 +285,7 @@ def _run(config: TrainConfig, trackers: list, device: torch.device, out: Path | 
     data = SyntheticImages(spec, seed=config.seed, device=device)
     amp_dtype = None if config.amp == "off" else getattr(torch, config.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "float16")
+    names = [t.name for t in trackers]
 
     result = TrainResult(config=config, device=str(device), model=model, out=out)
     for tracker in trackers:
@@ -203,25 +293,32 @@ def _run(config: TrainConfig, trackers: list, device: torch.device, out: Path | 
         result.console[tracker.name] = []
         if trajectory:
             result.trajectories[tracker.name] = []
-    if out is not None:
-        record = {"config": asdict(config), "data": asdict(spec), "device": str(device),
-                  "trackers": [t.name for t in trackers], "torch": torch.__version__,
-                  "python": platform.python_version()}
-        atomic_write_text(out / "config.json", json.dumps(record, indent=1) + "\n")
+    done = _restore(state, model, optimizer, scaler, result) if state is not None else 0
 
-    for epoch in range(1, config.epochs + 1):
+    step = done * spec.batches_per_epoch
+    for epoch in range(done + 1, config.epochs + 1):
         started = time.perf_counter()
         for tracker in trackers:
             tracker.reset()
         for sums in result.trajectories.values():
             sums.append([])
+        nonfinite = torch.zeros((), dtype=torch.int64, device=device)
         batches = data.batches(epoch - 1)
         bar = tqdm(batches, total=len(batches), desc=f"Epoch {epoch} [Train]", disable=not config.progress,
                    leave=False)
         for batch_idx, (images, labels, _metadata) in enumerate(bar):
+            step += 1
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 outputs = model(images)
                 loss = criterion(outputs, labels)
+            if step == config.nan_batch:
+                loss = loss * math.nan
+            nonfinite += ~torch.isfinite(loss.detach())
+            if config.stop_on_nonfinite and not torch.isfinite(loss):
+                bar.close()
+                raise NonFiniteLossError(
+                    f"epoch {epoch}, batch {batch_idx + 1}: loss is {loss.item()}; stopped before its optimizer step "
+                    f"(stop_on_nonfinite); the run folder holds the {epoch - 1} completed epoch(s)")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -234,23 +331,24 @@ def _run(config: TrainConfig, trackers: list, device: torch.device, out: Path | 
             if config.progress and (batch_idx % POSTFIX_EVERY == 0 or batch_idx == len(batches) - 1):
                 bar.set_postfix(_postfix(trackers[0].get_metrics()))
         bar.close()
-        _finish_epoch(result, trackers, epoch, out)
+        _finish_epoch(result, trackers, epoch, int(nonfinite))
         result.epoch_seconds.append(time.perf_counter() - started)
+        if out is not None:
+            files = {history_filename(name): dumps_history(result.histories[name]).encode() for name in names}
+            files["console.log"] = ("\n".join(result.console_lines) + "\n").encode()
+            files[CHECKPOINT] = _checkpoint_bytes(epoch, config, names, model, optimizer, scaler, result)
+            commit_files(out, files)
     return result
 
 
-def _finish_epoch(result: TrainResult, trackers: list, epoch: int, out: Path | None) -> None:
-    """Record each tracker's epoch, print the console lines, write the run folder's files."""
+def _finish_epoch(result: TrainResult, trackers: list, epoch: int, nonfinite_batches: int) -> None:
+    """Record each tracker's epoch and print the console lines."""
     several = len(trackers) > 1
     for tracker in trackers:
         metrics = tracker.get_metrics()
-        _record_epoch(result.histories[tracker.name], tracker, metrics)
+        _record_epoch(result.histories[tracker.name], tracker, metrics, nonfinite_batches)
         line = format_epoch_line(epoch, metrics, tracker.name if several else None)
         print(line, flush=True)
         result.console_lines.append(line)
         shown = _postfix(metrics)
         result.console[tracker.name].append({k: float(v.rstrip("%")) for k, v in shown.items()})
-    if out is not None:
-        for tracker in trackers:
-            save_history(out / history_filename(tracker.name), result.histories[tracker.name])
-        atomic_write_text(out / "console.log", "\n".join(result.console_lines) + "\n")
