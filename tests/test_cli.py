@@ -27,33 +27,6 @@ def test_run_with_chosen_trackers(tmp_path, capsys):
     assert sorted(p.name for p in out.glob("history-*")) == ["history-exact.json", "history-seed-fixed-bfloat16.json"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["run", "--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
-    (["run", "--epochs", "0"], "argument --epochs: 0 is below the minimum of 1"),
-    (["run", "--epochs", "two"], "argument --epochs: 'two' is not a whole number"),
-    (["run", "--tracker", "nope"], "tracker='nope': unknown"),
-    (["run", "--tracker", "seed-broken:float8"], "accumulator='float8': unknown"),
-    (["run", "--device", "tpu"], "device='tpu'"),
-    (["run", "--lr", "0"], "lr=0.0: must be a finite number > 0"),
-    (["frobnicate"], "invalid choice: 'frobnicate'"),
-])
-def test_bad_arguments_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, monkeypatch, args, message):
-    monkeypatch.chdir(tmp_path)
-    assert main([*args, "--out", str(tmp_path / "out")] if args[0] != "frobnicate" else args) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("accumbug: error: ") and message in err
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_existing_output_folder_exits_2(tmp_path, capsys):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("x")
-    assert main(["run", "--preset", "tiny", "--out", str(out)]) == 2
-    assert "exists and is not empty" in capsys.readouterr().err
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
-
-
 def test_python_dash_m_entry_point(tmp_path):
     done = subprocess.run([sys.executable, "-m", "accumbug", "run", "--preset", "tiny", "--epochs", "0"],
                           capture_output=True, text=True, cwd=tmp_path)
