@@ -116,6 +116,7 @@ def test_resume_after_kills_is_byte_identical(tmp_path, reference):
         for name in [history_filename(n) for n in TRACKERS] + ["console.log", "config.json"]:
             assert (out / name).read_bytes() == (reference / name).read_bytes(), name
         assert not list(tmp_path.glob(f".{out.name}.staging-*"))
+    print("\nresumed, byte-identical, after kills at completed epochs", sorted(resumed_from))
     assert len(resumed_from) >= 2, f"resumed from epochs {sorted(resumed_from)}"
 
 

@@ -40,6 +40,9 @@ def create_run_folder(out: Path, overwrite: bool, files: dict[str, bytes]) -> No
     The files are written in a hidden sibling folder that is then renamed to ``out``, so a
     process killed meanwhile leaves no partial run folder and no temporary file inside one.
     """
+    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise RunFolderError(f"out={str(out)!r}: cannot write there ({str(blocked)!r} is a file, not a folder)")
     if out.exists():
         if not out.is_dir():
             raise RunFolderError(f"out={str(out)!r}: exists and is not a folder")
