@@ -67,10 +67,22 @@ def _hash(seed: int, stream: int, counters: torch.Tensor) -> torch.Tensor:
     return _splitmix64(counters ^ key.to(counters.device))
 
 
-def _unit_noise(seed: int, stream: int, counters: torch.Tensor) -> torch.Tensor:
-    """Uniform noise with mean 0 and variance 1 (24 random bits per value), float32."""
-    uniform = _shift_right(_hash(seed, stream, counters), 40).to(torch.float32) / (1 << 24)
-    return (uniform - 0.5) * math.sqrt(12.0)
+_LANES = 4  # 16-bit noise values per 64-bit hash
+_LANE_SHIFTS = torch.tensor([0, 16, 32, 48])
+
+
+def _uniform_rows(seed: int, stream: int, rows: torch.Tensor, width: int, scale: float = 1.0) -> torch.Tensor:
+    """``[len(rows), width]`` float32 noise, uniform with mean 0 and variance ``scale**2``.
+
+    Row ``r``'s values are a pure function of ``(seed, stream, r)``: each 64-bit hash of
+    ``(r, word)`` gives four 16-bit values, so one hash serves four pixels.
+    """
+    words = -(-width // _LANES)
+    counters = rows[:, None] * words + torch.arange(words, device=rows.device)
+    lanes = (_hash(seed, stream, counters)[..., None] >> _LANE_SHIFTS.to(rows.device)) & 0xFFFF
+    step = scale * math.sqrt(12.0) / 65536  # 65,536 levels spanning a unit-variance uniform
+    noise = lanes.view(len(rows), words * _LANES)[:, :width].to(torch.float32)
+    return noise.mul_(step).add_(step * 0.5 - scale * math.sqrt(3.0))
 
 
 @dataclass(frozen=True)
@@ -166,10 +178,10 @@ class SyntheticImages:
         sorted_labels = torch.repeat_interleave(torch.arange(spec.classes), counts)
         self.labels = sorted_labels[torch.randperm(spec.samples, generator=order)].to(self.device)
         self.class_counts = counts
-        class_ids = torch.arange(spec.classes, device=self.device)
-        self.prototypes = _unit_noise(
-            self.seed, _STREAM_PROTOTYPE, class_ids[:, None] * spec.pixels + torch.arange(spec.pixels, device=self.device)
-        )
+        self.prototypes = _uniform_rows(self.seed, _STREAM_PROTOTYPE, torch.arange(spec.classes, device=self.device),
+                                        spec.pixels)
+        norm = 1.0 / math.sqrt(1.0 + spec.signal**2)  # keeps the images at unit variance
+        self._noise_scale, self._signal_part = norm, self.prototypes * (spec.signal * norm)
 
     def __len__(self) -> int:
         return self.spec.samples
@@ -177,12 +189,9 @@ class SyntheticImages:
     def samples(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Images ``[n, C, H, W]``, labels ``[n]`` and metadata for the given sample indices."""
         indices = indices.to(self.device, torch.int64)
-        pixels = self.spec.pixels
-        counters = indices[:, None] * pixels + torch.arange(pixels, device=self.device)
         labels = self.labels[indices]
-        signal = self.spec.signal
-        images = (_unit_noise(self.seed, _STREAM_NOISE, counters) + signal * self.prototypes[labels])
-        images = images.mul_(1.0 / math.sqrt(1.0 + signal * signal)).view(-1, *self.spec.image_shape)
+        images = _uniform_rows(self.seed, _STREAM_NOISE, indices, self.spec.pixels, self._noise_scale)
+        images = images.add_(self._signal_part[labels]).view(-1, *self.spec.image_shape)
         meta_bits = _hash(self.seed, _STREAM_META, indices)
         metadata = {
             "sample_id": indices,
@@ -212,7 +221,7 @@ class EpochBatches:
     handed out batch by batch, so the per-batch cost is a slice, not 16 ``__getitem__`` calls.
     """
 
-    BLOCK_BATCHES = 64
+    BLOCK_BATCHES = 16  # 256 samples: large enough to amortise the calls, small enough to stay in cache
 
     def __init__(self, data: SyntheticImages, order: torch.Tensor):
         self.data = data

@@ -1,0 +1,132 @@
+"""Tracker cost per update, against torchmetrics and against one training step of the full preset.
+
+One fixed stream (batch 16, 7,120 classes: the seed's shape) is fed to each candidate in
+interleaved rounds, so machine noise hits all of them alike; the figure is the median round.
+Goals (issue: performance): ExactTracker under 2 % of a training step and at most half of
+torchmetrics' cost (MeanMetric with weights + MulticlassAccuracy top-1 and top-5, micro).
+
+    python benchmarks/bench_trackers.py [--updates 2000] [--rounds 7] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torchmetrics
+
+from accumbug.data import preset
+from accumbug.model import SmallClassifier
+from accumbug.trackers import make_tracker
+from record import best_of, save
+
+
+class TorchMetricsTracker:
+    """The production reference: weighted MeanMetric and micro MulticlassAccuracy top-1/top-5."""
+
+    def __init__(self, classes: int, device):
+        self.mean = torchmetrics.MeanMetric().to(device)
+        self.top1 = torchmetrics.classification.MulticlassAccuracy(classes, top_k=1, average="micro").to(device)
+        self.top5 = torchmetrics.classification.MulticlassAccuracy(classes, top_k=5, average="micro").to(device)
+
+    def update(self, loss, outputs, labels):
+        self.mean.update(loss, weight=labels.size(0))
+        self.top1.update(outputs, labels)
+        self.top5.update(outputs, labels)
+
+
+class NoTracker:
+    def update(self, loss, outputs, labels):
+        pass
+
+
+def candidates(classes: int, device) -> dict:
+    names = ["seed-broken:python", "seed-fixed:python", "seed-broken:float16", "seed-fixed:float16", "exact"]
+    made = {"no tracker": lambda: NoTracker()}
+    made.update({name: (lambda name=name: make_tracker(name)) for name in names})
+    made["torchmetrics"] = lambda: TorchMetricsTracker(classes, device)
+    return made
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_round(tracker, stream, device) -> float:
+    sync(device)
+    started = time.perf_counter()
+    for loss, outputs, labels in stream:
+        tracker.update(loss, outputs, labels)
+    sync(device)
+    return (time.perf_counter() - started) / len(stream)
+
+
+def step_seconds(spec, stream, device, steps: int) -> list[float]:
+    """One SGD step of the full preset's model on batches of the stream's shape, per round."""
+    model = SmallClassifier(spec.pixels, spec.classes).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.015, momentum=0.9)
+    images = torch.randn(spec.batch_size, *spec.image_shape, device=device)
+    criterion = torch.nn.CrossEntropyLoss()
+
+    def one_round():
+        sync(device)
+        started = time.perf_counter()
+        for _, _, labels in stream[:steps]:
+            optimizer.zero_grad(set_to_none=True)
+            criterion(model(images), labels).backward()
+            optimizer.step()
+        sync(device)
+        return (time.perf_counter() - started) / steps
+    one_round()
+    return one_round
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=2000, help="updates per round")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    spec = preset("full")
+    generator = torch.Generator().manual_seed(0)
+    stream = [(torch.rand((), generator=generator).add(9.0).to(device),
+               torch.randn(spec.batch_size, spec.classes, generator=generator).to(device),
+               torch.randint(0, spec.classes, (spec.batch_size,), generator=generator).to(device))
+              for _ in range(args.updates)]
+    makers = candidates(spec.classes, device)
+    step_round = step_seconds(spec, stream, device, min(500, args.updates))
+    rounds = {name: [] for name in makers}
+    rounds["training step"] = []
+    for _ in range(args.rounds):
+        for name, make in makers.items():
+            rounds[name].append(time_round(make(), stream, device))
+        rounds["training step"].append(step_round())
+    step = best_of(rounds.pop("training step"))
+    bare = best_of(rounds["no tracker"])
+    results = {}
+    for name, times in rounds.items():
+        cost = best_of(times) - (bare if name != "no tracker" else 0.0)
+        results[name] = {"us_per_update": round(cost * 1e6, 2), "share_of_step_pct": round(cost / step * 100, 2)}
+    exact, reference = results["exact"]["us_per_update"], results["torchmetrics"]["us_per_update"]
+    summary = {
+        "training_step_us": round(step * 1e6, 1),
+        "exact_share_of_step_pct": results["exact"]["share_of_step_pct"],
+        "exact_over_torchmetrics": round(exact / reference, 3),
+        "goal_exact_under_2pct_of_step": results["exact"]["share_of_step_pct"] < 2.0,
+        "goal_exact_at_most_half_of_torchmetrics": exact / reference <= 0.5,
+    }
+    path = save("trackers", {"device": str(device), "updates_per_round": args.updates, "rounds": args.rounds,
+                             "trackers": results, "summary": summary})
+    width = max(map(len, results))
+    print(f"training step of the full preset: {step * 1e6:.1f} us ({device})")
+    for name, row in results.items():
+        print(f"{name:{width}s}  {row['us_per_update']:8.2f} us/update  {row['share_of_step_pct']:6.2f} % of a step")
+    print(f"exact / torchmetrics = {summary['exact_over_torchmetrics']}")
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
