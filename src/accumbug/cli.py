@@ -1,8 +1,10 @@
-"""Command line: ``python -m accumbug reproduce`` and ``python -m accumbug run``.
+"""Command line: ``python -m accumbug reproduce``, ``run`` and ``audit``.
 
 ``reproduce`` is the seed incident in one command: one training run feeding five trackers
 (seed-broken and seed-fixed with the ``python`` accumulator, the same two with ``float16``,
 and exact), then the console-vs-file table and ``divergence.png``. ``run`` is any run.
+``audit`` measures every claim of the write-up (``audit.py``), prints the table and writes
+``docs/claims.md``.
 
 Bad arguments print one line naming the value and what is allowed, exit with code 2, and
 write nothing: every value is checked before the run folder is made.
@@ -15,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
+from .audit import REFERENCE_DIR, claims_markdown, format_claims, run_audit
 from .data import PRESETS
+from .history import atomic_write_text
 from .plots import plot_divergence, save_figure
 from .report import divergence_rows, format_table
 from .train import AMP_MODES, TrainConfig, train
@@ -68,7 +72,29 @@ def _parser() -> _Parser:
                           "(default: the five of reproduce)")
     run.add_argument("--lr", type=float, default=TrainConfig.lr, help=f"SGD learning rate (default {TrainConfig.lr})")
     run.add_argument("--amp", default="off", choices=list(AMP_MODES), help="autocast dtype (default off)")
+    audit = commands.add_parser("audit", help="measure the write-up's claims: print the table, write docs/claims.md")
+    audit.add_argument("--reference", type=Path, help=f"the recorded full run (default {REFERENCE_DIR})")
+    audit.add_argument("--claims", type=Path, default=Path("docs/claims.md"),
+                       help="where to write the markdown table (default docs/claims.md)")
     return parser
+
+
+def _audit(args) -> int:
+    """Check both paths, then measure every claim, print the table and write the markdown."""
+    if args.reference is not None and not (args.reference / "config.json").is_file():
+        raise UsageError(f"reference={str(args.reference)!r}: not a run folder (no config.json)")
+    try:
+        args.claims.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"claims={str(args.claims)!r}: cannot write there ({error.strerror})") from None
+    if args.claims.is_dir():
+        raise UsageError(f"claims={str(args.claims)!r}: is a folder; give a file name")
+    started = time.perf_counter()
+    rows = run_audit(args.reference or REFERENCE_DIR)
+    print(format_claims(rows))
+    atomic_write_text(args.claims, claims_markdown(rows))
+    print(f"{len(rows)} claims measured in {time.perf_counter() - started:.1f} s; table written to {args.claims}")
+    return 0
 
 
 def _configure(args) -> tuple[TrainConfig, list, Path]:
@@ -85,6 +111,8 @@ def _configure(args) -> tuple[TrainConfig, list, Path]:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
+        if args.command == "audit":
+            return _audit(args)
         config, trackers, out = _configure(args)
         started = time.perf_counter()
         result = train(config, trackers, out=out, overwrite=args.overwrite)
