@@ -21,8 +21,8 @@ import torch
 from .data import DataSpec
 from .trackers import ACCUMULATORS, TOPK
 
-__all__ = ["batch_sizes", "first_nonfinite", "loss_sums", "replay", "scored_batches", "simulated_losses",
-           "stall_start"]
+__all__ = ["batch_sizes", "epoch_mean", "first_nonfinite", "loss_sums", "replay", "scored_batches",
+           "simulated_losses", "stall_start"]
 
 RANKED_CLASSES = TOPK + 1  # one class more than top-k, so a label can miss
 
@@ -121,3 +121,10 @@ def loss_sums(losses: torch.Tensor, sizes: list[int], weighted: bool, accumulato
         total = total + (loss * size if weighted else loss)
         trajectory.append(float(total))
     return trajectory
+
+
+def epoch_mean(loss_sum: float, total: int, accumulator: str) -> float:
+    """``loss_sum / total`` as a seed tracker's ``get_metrics`` divides: in the accumulator's dtype."""
+    if accumulator == "python":
+        return loss_sum / total
+    return float(torch.tensor(loss_sum, dtype=getattr(torch, accumulator)) / total)
