@@ -33,7 +33,7 @@ from .report import format_wrapped
 from .seeding import seed_everything
 from .serialisers import SERIALISERS, read_back, strict_parse_ok, write
 from .seed import SEED_BATCH_SIZE, SEED_CLASSES, SEED_SAMPLES
-from .streams import batch_sizes, first_nonfinite, replay, stall_start
+from .streams import batch_sizes, first_nonfinite, replay, trajectory_note
 from .trackers import SeedBrokenTracker, SeedFixedTracker, make_tracker
 from .train import TrainConfig, history_filename
 from .weights import same_weights
@@ -212,12 +212,10 @@ def _replayed(inputs: Inputs, kind: str) -> dict[str, tuple[list[float], float]]
 
 
 def _describe(trajectory: list[float], loss: float) -> str:
-    overflow, stall = first_nonfinite(trajectory), stall_start(trajectory)
-    if overflow is not None:
-        return f"{trajectory[overflow]} from batch {overflow + 1:,}"
-    if stall is not None:
-        return f"{loss:.4f} (stalls at {trajectory[stall]:,.0f} from batch {stall + 1:,})"
-    return f"{loss:.4f}"
+    note = trajectory_note(trajectory)
+    if first_nonfinite(trajectory) is not None:
+        return note
+    return f"{loss:.4f} ({note})" if note else f"{loss:.4f}"
 
 
 def _accumulators(runs: dict, accepted: list[str], condition: str) -> str:

@@ -26,16 +26,17 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from .data import preset
+from .report import format_rows
 from .seed import SEED_CONSOLE
 from .serialisers import read_back, write
-from .streams import batch_sizes, scored_batches, simulated_losses
+from .streams import batch_sizes, scored_batches, simulated_losses, trajectory_note
 from .trackers import ExactTracker, SeedBrokenTracker, SeedFixedTracker
 from .train import TrainConfig
 from .weights import bitwise_equal, same_weights, toy_sgd
 
 __all__ = ["EVIDENCE", "MECHANISMS", "GuardedTracker", "InPlaceMeanTracker", "Mechanism", "Outcome",
-           "TensorLossTracker", "diagnosis", "exact_loss", "fitting", "gallery", "log_epochs", "mechanism",
-           "scenario_losses", "seed_scenario"]
+           "TensorLossTracker", "diagnosis", "exact_loss", "fitting", "format_diagnosis", "format_gallery", "gallery",
+           "log_epochs", "mechanism", "scenario_losses", "seed_scenario"]
 
 SPREAD = 0.2  # each epoch's batch losses fall from (console loss + SPREAD) to (console loss - SPREAD)
 REAL_WITHIN = 0.02  # a console value is "real" when finite and within 2 % of the exact loss
@@ -304,10 +305,11 @@ MECHANISMS = (
               "The seed's broken tracker sums loss * 16 in float16; the sum passes 65,504 and becomes inf.",
               "Sum in float64 (or Python floats) whatever the model's dtype.", _float16_overflow),
     Mechanism("float16-stall", 'float16 "fixed" tracker stalls',
-              "Summing ~9 per batch in float16, the sum reaches 32,768, where each addend rounds away.",
+              "Summing ~9 per batch in float16, the sum grows until float16's spacing there exceeds twice the "
+              "addend; from then on each addend rounds away.",
               "Sum in float64; a smaller addend only moves the stall, it does not remove it.", _float16_stall),
     Mechanism("bfloat16-stall", "bfloat16 accumulator stalls",
-              "bfloat16 keeps 8 significant bits: the sum stops at 65,536 (or 4,096) and the loss reads far too low.",
+              "bfloat16 keeps 8 significant bits, so the sum stops growing early and the loss reads far too low.",
               "Sum in float64; never accumulate in the autocast dtype.", _bfloat16_stall),
     Mechanism("nonfinite-batch", "one non-finite batch poisons the epoch",
               "One batch's loss is NaN (a corrupt sample; the GradScaler skips its step) and the sum stays NaN.",
@@ -388,3 +390,29 @@ def diagnosis(outcomes: dict[str, Outcome]) -> list[dict]:
 def fitting(rows: list[dict], evidence=tuple(EVIDENCE)) -> list[str]:
     """The mechanisms whose outcome shows every piece of ``evidence`` (default: all of it)."""
     return [row["mechanism"] for row in rows if all(row[name] for name in evidence)]
+
+
+def _values(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.4f}" if math.isfinite(v) and abs(v) < 1e6 else f"{v:.4g}" for v in values) + "]"
+
+
+def format_gallery(outcomes: dict[str, Outcome]) -> str:
+    """Each case as text: title, cause, fix, and its epochs as console, file and exact losses."""
+    blocks = []
+    for key, outcome in outcomes.items():
+        chosen = mechanism(key)
+        blocks.append("\n".join([
+            f"{key} -- {chosen.title} ({outcome.batches:,} batches per epoch)",
+            f"  cause:   {chosen.cause}", f"  fix:     {chosen.fix}",
+            f"  console  {_values(outcome.console)}", f"  file     {_values(outcome.file)}",
+            f"  exact    {_values(outcome.exact)}", f"  weights  {'fine' if outcome.weights_fine else 'changed'}",
+            *([f"  epoch 1  loss_sum {trajectory_note(outcome.trajectory)}"] if trajectory_note(outcome.trajectory) else [])]))
+    return "\n\n".join(blocks)
+
+
+def format_diagnosis(rows: list[dict]) -> str:
+    """``diagnosis`` rows as a plain-text yes/no table."""
+    shown = [{key: ("yes" if value else "no") if isinstance(value, bool) else value for key, value in row.items()}
+             for row in rows]
+    return format_rows(shown, {"mechanism": "mechanism", **{name: label for name, (label, _) in EVIDENCE.items()},
+                               "fits": "fits all"})

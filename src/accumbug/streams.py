@@ -22,7 +22,7 @@ from .data import DataSpec
 from .trackers import ACCUMULATORS, TOPK
 
 __all__ = ["batch_sizes", "epoch_mean", "first_nonfinite", "loss_sums", "replay", "scored_batches",
-           "simulated_losses", "stall_start"]
+           "simulated_losses", "stall_start", "trajectory_note"]
 
 RANKED_CLASSES = TOPK + 1  # one class more than top-k, so a label can miss
 
@@ -128,3 +128,13 @@ def epoch_mean(loss_sum: float, total: int, accumulator: str) -> float:
     if accumulator == "python":
         return loss_sum / total
     return float(torch.tensor(loss_sum, dtype=getattr(torch, accumulator)) / total)
+
+
+def trajectory_note(trajectory: list[float]) -> str:
+    """Where ``loss_sum`` went wrong, in words: ``inf from batch 428``, ``stalls at 32,768 from batch 2,987``, or ''."""
+    overflow, stall = first_nonfinite(trajectory), stall_start(trajectory)
+    if overflow is not None:
+        return f"{trajectory[overflow]} from batch {overflow + 1:,}"
+    if stall is not None:
+        return f"stalls at {trajectory[stall]:,.0f} from batch {stall + 1:,}"
+    return ""

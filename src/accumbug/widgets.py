@@ -163,6 +163,23 @@ class Explorer:
         self.views[pane] = view
         self.redraw_seconds[pane].append(time.perf_counter() - started)
 
+    def summary(self, pane: str = "accumulation") -> str:
+        """The pane's last result in one line: the console, the file, the exact loss."""
+        facts = self.views[pane].facts
+        if pane == "accumulation":
+            return (f"console {facts['console']}; the file holds {facts['read_back']}; exact {facts['exact']:.4f} "
+                    f"({facts['batches']:,} batches, the last of {facts['last_batch']})")
+        return f"console {facts['console']}; file {facts['file']}; fits all the evidence: {facts['fits']}"
+
+    def timing(self) -> str:
+        """How long the redraws took so far, per pane: count, median and slowest."""
+        parts = []
+        for pane, seconds in self.redraw_seconds.items():
+            ordered = sorted(seconds)
+            parts.append(f"{pane}: {len(ordered)} redraws, median {ordered[len(ordered) // 2]:.3f} s, "
+                         f"slowest {ordered[-1]:.3f} s")
+        return "; ".join(parts)
+
     @property
     def widget(self) -> widgets.Widget:
         controls = [self.controls[name] for name in ACCUMULATION_CONTROLS]
