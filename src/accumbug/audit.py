@@ -38,7 +38,7 @@ from .trackers import SeedBrokenTracker, SeedFixedTracker, make_tracker
 from .train import TrainConfig, history_filename
 from .weights import same_weights
 
-__all__ = ["CLAIMS", "Claim", "Finding", "REFERENCE_DIR", "claims_markdown", "format_claims", "run_audit"]
+__all__ = ["CLAIMS", "Claim", "Finding", "Inputs", "REFERENCE_DIR", "claims_markdown", "format_claims", "run_audit"]
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "data" / "reference" / "full-cpu"
 REFERENCE_SOURCE = "recorded full run (data/reference/full-cpu; command in data/README.md)"

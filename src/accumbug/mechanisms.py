@@ -32,7 +32,7 @@ from .serialisers import read_back, write
 from .streams import batch_sizes, scored_batches, simulated_losses, trajectory_note
 from .trackers import ExactTracker, SeedBrokenTracker, SeedFixedTracker
 from .train import TrainConfig
-from .weights import bitwise_equal, same_weights, toy_sgd
+from .weights import bitwise_equal, toy_sgd, trained_weights
 
 __all__ = ["EVIDENCE", "MECHANISMS", "GuardedTracker", "InPlaceMeanTracker", "Mechanism", "Outcome",
            "TensorLossTracker", "diagnosis", "exact_loss", "fitting", "format_diagnosis", "format_gallery", "gallery",
@@ -121,13 +121,19 @@ def _outcome(console, history, epochs, weights_fine, serialiser, trajectory, bat
                    batches=len(epochs[0]) if batches is None else batches, trajectory=trajectory)
 
 
+@lru_cache(maxsize=1)
+def _reference_weights() -> dict[str, torch.Tensor]:
+    """The weights of ``WEIGHTS_CONFIG`` trained with the exact tracker: what every logging case is compared with."""
+    return trained_weights(WEIGHTS_CONFIG, [ExactTracker()])
+
+
 def _logged(make_tracker: Callable, epochs=None, serialiser: str = "strict", read_after_reset: bool = False,
             weights_fine: bool | None = None) -> Outcome:
     """A logging bug: run the seed's loop with a fresh tracker; weights from the trainer with it attached."""
     epochs = seed_scenario() if epochs is None else epochs
     console, history, trajectory = log_epochs(epochs, make_tracker(), read_after_reset)
     if weights_fine is None:
-        weights_fine = same_weights(WEIGHTS_CONFIG, [ExactTracker()], [make_tracker()])
+        weights_fine = bitwise_equal(_reference_weights(), trained_weights(WEIGHTS_CONFIG, [make_tracker()]))
     return _outcome(console, history, epochs, weights_fine, serialiser, trajectory)
 
 
@@ -150,7 +156,7 @@ class InPlaceMeanTracker(SeedBrokenTracker):
 
     def update(self, loss, outputs, labels):
         super().update(loss, outputs, labels)
-        self.mean.copy_(torch.tensor(self.loss_sum / self.total))
+        self.mean.fill_(self.loss_sum / self.total)
 
     def get_metrics(self):
         return {**super().get_metrics(), "loss": self.mean}

@@ -44,11 +44,13 @@ GALLERY_STYLES = {
 def save_figure(figure: Figure, path, dpi: int = 110, tight: bool = True):
     """Save as PNG without metadata that changes between runs (software version, time).
 
-    ``path`` is a file name, or a binary file object such as ``io.BytesIO`` (the explorer
-    renders its figures that way); the name or the object is returned. ``tight=False``
-    keeps the figure's own margins and saves one layout pass (the explorer's redraws).
+    ``path`` is a file name (its folder is made if missing) or a binary file object such as
+    ``io.BytesIO``, as the explorer uses; it is returned. ``tight=False`` keeps the figure's
+    own margins and saves a layout pass (the explorer's redraws).
     """
     target = Path(path) if isinstance(path, (str, Path)) else path
+    if isinstance(target, Path):
+        target.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(target, format="png", dpi=dpi, metadata={"Software": None}, bbox_inches="tight" if tight else None)
     return target
 

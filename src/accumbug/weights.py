@@ -21,7 +21,7 @@ import torch
 
 from .train import TrainConfig, train
 
-__all__ = ["TOY_FEATURES", "bitwise_equal", "same_weights", "toy_sgd"]
+__all__ = ["TOY_FEATURES", "bitwise_equal", "same_weights", "toy_sgd", "trained_weights"]
 
 TOY_FEATURES = 4
 TOY_LR = 0.05
@@ -35,15 +35,31 @@ def bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> boo
         for k in a)
 
 
-def same_weights(config: TrainConfig, trackers_a, trackers_b) -> bool:
-    """Train ``config`` once with ``trackers_a`` and once with ``trackers_b``; same weights bit for bit?
+@contextlib.contextmanager
+def _one_thread():
+    """Run torch on one CPU thread for a while, then restore the thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
-    Tracker names or objects, as ``train`` takes them. The console lines are not printed.
+
+def trained_weights(config: TrainConfig, trackers) -> dict[str, torch.Tensor]:
+    """The state_dict after training ``config`` with ``trackers`` attached (names or objects).
+
+    The run is silent and uses one CPU thread: a bit-for-bit comparison needs both runs to
+    do the same arithmetic in the same order, and the small configs compared here gain
+    nothing from threads (on a busy machine, threads make them many times slower).
     """
-    with contextlib.redirect_stdout(io.StringIO()):
-        first = train(config, trackers_a).model.state_dict()
-        second = train(config, trackers_b).model.state_dict()
-    return bitwise_equal(first, second)
+    with contextlib.redirect_stdout(io.StringIO()), _one_thread():
+        return train(config, trackers).model.state_dict()
+
+
+def same_weights(config: TrainConfig, trackers_a, trackers_b) -> bool:
+    """Train ``config`` once with ``trackers_a`` and once with ``trackers_b``; same weights bit for bit?"""
+    return bitwise_equal(trained_weights(config, trackers_a), trained_weights(config, trackers_b))
 
 
 def toy_sgd(steps: list[list[tuple[int, float]]], items: int, poisoned: int | None = None,

@@ -64,6 +64,8 @@ def accumulation_view(samples: int, batch_size: int, accumulator: str, tracker: 
         raise ValueError(f"tracker={tracker!r}: unknown; allowed: {', '.join(TRACKER_CHOICES)}")
     if accumulator not in ACCUMULATOR_CHOICES:
         raise ValueError(f"accumulator={accumulator!r}: unknown; allowed: {', '.join(ACCUMULATOR_CHOICES)}")
+    if serialiser not in SERIALISERS:
+        raise ValueError(f"serialiser={serialiser!r}: unknown; allowed: {', '.join(SERIALISERS)}")
     sizes = batch_sizes(DataSpec(samples=samples, classes=1, batch_size=batch_size))
     losses = scenario_losses(len(sizes), 0)
     used = "float64" if tracker == "exact" else accumulator
@@ -75,7 +77,7 @@ def accumulation_view(samples: int, batch_size: int, accumulator: str, tracker: 
     try:
         written = write({"train_loss": [value]}, serialiser)
         read = float(read_back(written)["train_loss"][0])
-    except ValueError as error:
+    except ValueError as error:  # json-strict refuses a non-finite value: that is its answer
         written, read = f"ValueError: {error}", None
     overflow, stall = first_nonfinite(trajectory), stall_start(trajectory)
     facts = {"batches": len(sizes), "last_batch": sizes[-1], "console": f"loss={value:.4f}", "written": written,
@@ -86,7 +88,8 @@ def accumulation_view(samples: int, batch_size: int, accumulator: str, tracker: 
     figure = plot_trajectory(shown,
                              f"{samples:,} samples, batch {batch_size} ({len(sizes):,} batches): loss_sum per batch")
     figure.subplots_adjust(left=0.09, right=0.98, top=0.92, bottom=0.24)  # room for the legend below the axes
-    rows = [("console prints", facts["console"]), (f"{serialiser} writes", written[:160]),
+    rows = [("tracker", f"{tracker}:{used}, loss_sum {trajectory[-1]:,.1f} over {len(sizes):,} batches"),
+            ("console prints", facts["console"]), (f"{serialiser} writes", written[:160]),
             ("a reader gets", "nothing (not written)" if read is None else repr(read)),
             ("exact loss", f"{exact:.4f}"), ("console vs exact", f"{facts['error_pct']:+.2f} %"),
             ("inf from batch", str(facts["overflow_batch"] or "-")), ("stalls from batch", str(facts["stall_batch"] or "-"))]
