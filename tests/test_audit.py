@@ -1,3 +1,4 @@
+import json
 import shutil
 
 import pytest
@@ -89,3 +90,11 @@ def test_cli_audit_prints_and_writes(tmp_path, capsys):
 def test_cli_audit_bad_paths_exit_2(tmp_path, capsys, args, message):
     assert main(["audit", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_recorded_run_without_the_needed_trackers_is_not_measured(reference_copy):
+    config = json.loads((reference_copy / "config.json").read_text())
+    config["trackers"].remove("exact")
+    (reference_copy / "config.json").write_text(json.dumps(config))
+    finding = CLAIMS[2].measure(Inputs(reference_copy))
+    assert finding.verdict == "not measured" and "has no exact tracker" in finding.measured

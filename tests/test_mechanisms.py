@@ -2,7 +2,6 @@ import math
 import sys
 
 import pytest
-import torch
 
 from accumbug.mechanisms import (EVIDENCE, MECHANISMS, InPlaceMeanTracker, Outcome, diagnosis, exact_loss, fitting,
                                  format_diagnosis, format_gallery, gallery, log_epochs, mechanism, seed_scenario)

@@ -42,6 +42,7 @@ __all__ = ["CLAIMS", "Claim", "Finding", "Inputs", "REFERENCE_DIR", "claims_mark
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "data" / "reference" / "full-cpu"
 REFERENCE_SOURCE = "recorded full run (data/reference/full-cpu; command in data/README.md)"
+REFERENCE_TRACKERS = ("seed-broken:python", "seed-fixed:python", "exact")  # what the claims on the recorded run read
 APPROX = 0.05  # a "~" figure holds within 5 %
 STREAM_ACCUMULATORS = ("python", "float64", "float32", "bfloat16", "float16")
 HOLDS, REFUTED, NOT_MEASURED = "holds", "refuted", "not measured"
@@ -123,10 +124,15 @@ class Claim:
 
 
 def _needs_reference(measure: Callable[[Inputs, dict], Finding]) -> Callable[[Inputs], Finding]:
+    """A claim measured on the recorded run: "not measured", with the reason, when the run or a tracker is missing."""
     def run(inputs: Inputs) -> Finding:
         if inputs.reference is None:
             return Finding(f"no recorded run in {inputs.reference_dir}: make it with the command in data/README.md",
                            NOT_MEASURED, REFERENCE_SOURCE)
+        missing = [name for name in REFERENCE_TRACKERS if name not in inputs.reference]
+        if missing:
+            return Finding(f"the recorded run in {inputs.reference_dir} has no {', '.join(missing)} tracker; "
+                           "make it with the command in data/README.md", NOT_MEASURED, REFERENCE_SOURCE)
         return measure(inputs, inputs.reference)
     return run
 

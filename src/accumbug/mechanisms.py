@@ -42,6 +42,7 @@ SPREAD = 0.2  # each epoch's batch losses fall from (console loss + SPREAD) to (
 REAL_WITHIN = 0.02  # a console value is "real" when finite and within 2 % of the exact loss
 WEIGHTS_CONFIG = TrainConfig(preset="tiny", epochs=1, samples=264, classes=16)  # 17 batches, the last of 8
 NONFINITE_AT = (1, 100)  # (epoch index, batch index) of the non-finite batch
+BATCH_SIZE = 16  # per rank, in the DistributedSampler case
 RANKS = 5  # DistributedSampler ranks: 1,032 samples pad to 1,035, three duplicates per epoch
 MICRO_BATCHES = 4  # gradient accumulation steps per optimizer step
 CONTEXT = 0.3  # extra per-token loss per e-fold shorter sequence, for the accumulation case
@@ -197,17 +198,19 @@ def _bfloat16_stall() -> Outcome:
     return _logged(lambda: SeedBrokenTracker("bfloat16"))
 
 
+def _same_toy_weights(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return bitwise_equal({"w": a}, {"w": b})
+
+
 def _nonfinite_batch() -> Outcome:
     epochs = seed_scenario()
     epoch, batch = NONFINITE_AT
     _, outputs, labels = epochs[epoch][batch]
     epochs[epoch][batch] = (torch.tensor(float("nan")), outputs, labels)
-    # weights: the GradScaler skips the poisoned step; fine if that equals training without the batch
+    # weights: the GradScaler skips the poisoned step (batch 5 holds item 80); fine if that equals leaving it out
     steps = [[(b * 16 + i, 1 / 16) for i in range(16)] for b in range(16)]
-    poisoned = toy_sgd(steps, items=256, poisoned=5 * 16)
-    skipped = toy_sgd(steps[:5] + steps[6:], items=256)
-    return _logged(lambda: SeedBrokenTracker("python"), epochs,
-                   weights_fine=bitwise_equal({"w": poisoned}, {"w": skipped}))
+    weights_fine = _same_toy_weights(toy_sgd(steps, items=256, poisoned=80), toy_sgd(steps[:5] + steps[6:], items=256))
+    return _logged(lambda: SeedBrokenTracker("python"), epochs, weights_fine=weights_fine)
 
 
 def _lossy_zero() -> Outcome:
@@ -234,6 +237,16 @@ def _partial_last_batch() -> Outcome:
     return _logged(lambda: SeedFixedTracker("python"))
 
 
+def _rank_shards(samples: int, epoch: int) -> list[list[int]]:
+    """Each rank's sample indices for ``epoch``, as ``DistributedSampler`` gives them (padded to equal length)."""
+    shards = []
+    for rank in range(RANKS):
+        sampler = DistributedSampler(range(samples), num_replicas=RANKS, rank=rank, shuffle=True, seed=0)
+        sampler.set_epoch(epoch)
+        shards.append(list(sampler))
+    return shards
+
+
 def _ddp_padding() -> Outcome:
     """Ranks simulated in one process: each feeds its own exact tracker; rank 0 prints; the file keeps the rank average."""
     samples = preset("tiny").samples
@@ -241,41 +254,36 @@ def _ddp_padding() -> Outcome:
     console, history = [], {"train_loss": [], "train_top1": [], "train_top5": []}
     for index, items in enumerate(per_sample):
         per_rank = []
-        for rank in range(RANKS):
-            sampler = DistributedSampler(range(samples), num_replicas=RANKS, rank=rank, shuffle=True, seed=0)
-            sampler.set_epoch(index)
+        for shard in _rank_shards(samples, index):
             tracker = SeedBrokenTracker("python")
-            batches = list(_rank_batches(list(sampler), items))
-            for batch in batches:
+            for batch in _rank_batches(shard, items):
                 tracker.update(*batch)
             per_rank.append(tracker.get_metrics())
         console.append(float(f"{per_rank[0]['loss']:.4f}"))
         for key in ("loss", "top1", "top5"):
             history[f"train_{key}"].append(sum(m[key] for m in per_rank) / RANKS)  # all_reduce(AVG)
-    return _outcome(console, history, per_sample, _ddp_weights_fine(samples), "strict", [], batches=len(batches))
+    rank_batches = -(-len(_rank_shards(samples, 0)[0]) // BATCH_SIZE)
+    return _outcome(console, history, per_sample, _ddp_weights_fine(samples), "strict", [], batches=rank_batches)
 
 
-def _rank_batches(indices: list[int], items: list[tuple], batch_size: int = 16):
+def _rank_batches(indices: list[int], items: list[tuple]):
     """A rank's batches from its sampler's indices: the batch-mean loss, outputs and labels."""
-    for start in range(0, len(indices), batch_size):
-        chosen = [items[i] for i in indices[start:start + batch_size]]
+    for start in range(0, len(indices), BATCH_SIZE):
+        chosen = [items[i] for i in indices[start:start + BATCH_SIZE]]
         yield (torch.stack([loss for loss, _, _ in chosen]).mean(), torch.cat([o for _, o, _ in chosen]),
                torch.cat([labels for _, _, labels in chosen]))
 
 
-def _ddp_weights_fine(samples: int, batch_size: int = 16) -> bool:
+def _ddp_weights_fine(samples: int) -> bool:
     """One epoch of DDP steps (per-rank batch means, averaged over ranks) against exactly-once counting."""
-    shards = []
-    for rank in range(RANKS):
-        sampler = DistributedSampler(range(samples), num_replicas=RANKS, rank=rank, shuffle=True, seed=0)
-        shards.append(list(sampler))
+    shards = _rank_shards(samples, 0)
     padded, once, seen = [], [], set()
-    for start in range(0, len(shards[0]), batch_size):
-        batches = [shard[start:start + batch_size] for shard in shards]
+    for start in range(0, len(shards[0]), BATCH_SIZE):
+        batches = [shard[start:start + BATCH_SIZE] for shard in shards]
         padded.append([(i, 1 / (RANKS * len(b))) for b in batches for i in b])
         unique = [i for b in batches for i in b if not (i in seen or seen.add(i))]
         once.append([(i, 1 / len(unique)) for i in unique])
-    return bitwise_equal({"w": toy_sgd(padded, samples)}, {"w": toy_sgd(once, samples)})
+    return _same_toy_weights(toy_sgd(padded, samples), toy_sgd(once, samples))
 
 
 def _grad_accumulation() -> Outcome:
@@ -291,7 +299,7 @@ def _grad_accumulation() -> Outcome:
         step_tokens = sum(first[g] for g in micro)
         per_micro.append([(starts[g] + t, 1 / (MICRO_BATCHES * first[g])) for g in micro for t in range(first[g])])
         per_token.append([(starts[g] + t, 1 / step_tokens) for g in micro for t in range(first[g])])
-    weights_fine = bitwise_equal({"w": toy_sgd(per_micro, sum(first))}, {"w": toy_sgd(per_token, sum(first))})
+    weights_fine = _same_toy_weights(toy_sgd(per_micro, sum(first)), toy_sgd(per_token, sum(first)))
     return _logged(lambda: SeedFixedTracker("python"), epochs, weights_fine=weights_fine)
 
 
