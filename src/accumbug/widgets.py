@@ -3,9 +3,9 @@
 Two panes. **Accumulation**: samples, batch size, accumulator dtype, tracker and serialiser
 choose one epoch of batch losses shaped like the write-up's first epoch
 (``mechanisms.scenario_losses``), summed with the trackers' own arithmetic
-(``streams.loss_sums``; no training). The figure is ``loss_sum`` after each batch beside the
-exact sum; the note says what the console would print, what the serialiser writes and what
-a reader gets back. **Mechanism**: one case of the gallery, its figure, cause, fix and
+(``streams.loss_sums``; no training). The figure is ``loss_sum`` after each batch, beside the
+same tracker's sum in float64; the note says what the console would print, what the
+serialiser writes, what a reader gets back, and the exact per-sample loss. **Mechanism**: one case of the gallery, its figure, cause, fix and
 diagnosis row.
 
 The callbacks are plain functions, ``accumulation_view`` and ``mechanism_view``, returning a
@@ -37,6 +37,7 @@ __all__ = ["ACCUMULATION_CONTROLS", "Explorer", "TRACKER_CHOICES", "View", "accu
 TRACKER_CHOICES = ("seed-broken", "seed-fixed", "exact")
 ACCUMULATOR_CHOICES = tuple(a for a in ACCUMULATORS if a != "auto")
 ACCUMULATION_CONTROLS = ("samples", "batch_size", "accumulator", "tracker", "serialiser")
+WIDE = ("python", "float64")
 MAX_SAMPLES = 136_312
 BATCH_RANGE = (8, 512)
 MIN_SAMPLES = BATCH_RANGE[1]  # so that every batch size fits
@@ -71,9 +72,8 @@ def accumulation_view(samples: int, batch_size: int, accumulator: str, tracker: 
     used = "float64" if tracker == "exact" else accumulator
     weighted = tracker != "seed-fixed"
     trajectory = loss_sums(losses, sizes, weighted, used)
-    exact_sums = loss_sums(losses, sizes, True, "python")
     value = epoch_mean(trajectory[-1], samples if weighted else len(sizes), used)
-    exact = exact_sums[-1] / samples
+    exact = loss_sums(losses, sizes, True, "python")[-1] / samples
     try:
         written = write({"train_loss": [value]}, serialiser)
         read = float(read_back(written)["train_loss"][0])
@@ -84,7 +84,9 @@ def accumulation_view(samples: int, batch_size: int, accumulator: str, tracker: 
              "read_back": read, "exact": exact, "error_pct": (value - exact) / exact * 100,
              "overflow_batch": None if overflow is None else overflow + 1,
              "stall_batch": None if stall is None else stall + 1}
-    shown = {"exact": exact_sums} if tracker == "exact" else {"exact": exact_sums, f"{tracker}:{used}": trajectory}
+    shown = {"exact" if tracker == "exact" else f"{tracker}:{used}": trajectory}
+    if used not in WIDE:  # the same tracker's sum in float64 beside it: the gap is the accumulator's alone
+        shown = {f"{tracker}:python": loss_sums(losses, sizes, weighted, "python"), **shown}
     figure = plot_trajectory(shown,
                              f"{samples:,} samples, batch {batch_size} ({len(sizes):,} batches): loss_sum per batch")
     figure.subplots_adjust(left=0.09, right=0.98, top=0.92, bottom=0.24)  # room for the legend below the axes
