@@ -1,10 +1,11 @@
+import io
 import math
 
 import pytest
 
-from accumbug.plots import plot_divergence, plot_trajectory, save_figure
-from accumbug.report import (differing_lines, divergence_rows, format_table, run_verdicts, seed_comparison,
-                             source_side_by_side)
+from accumbug.plots import plot_case, plot_divergence, plot_gallery, plot_trajectory, save_figure
+from accumbug.report import (differing_lines, divergence_rows, format_table, format_wrapped, run_verdicts,
+                             seed_comparison, source_side_by_side)
 from accumbug.streams import first_nonfinite, stall_start
 from accumbug.trackers import SeedBrokenTracker, SeedFixedTracker
 from accumbug.train import TrainConfig, train
@@ -77,3 +78,37 @@ def test_figures_are_deterministic_pngs(run, tmp_path):
                        ("t", lambda: plot_trajectory({n: s[0] for n, s in run.trajectories.items()}))):
         a, b = save_figure(make(), tmp_path / f"{name}1.png"), save_figure(make(), tmp_path / f"{name}2.png")
         assert a.read_bytes() == b.read_bytes() and a.read_bytes().startswith(b"\x89PNG")
+
+
+def test_format_wrapped_wraps_each_cell_in_its_column():
+    rows = [{"n": 1, "text": "one two three four five six", "v": "holds"}]
+    lines = format_wrapped(rows, {"n": ("#", 2), "text": ("text", 9), "v": ("verdict", 7)}).splitlines()
+    assert lines[0].split() == ["#", "text", "verdict"]
+    assert lines[2:5] == ["1   one two    holds", "    three", "    four five"]
+    assert all(len(line) <= 2 + 2 + 9 + 2 + 7 for line in lines)
+
+
+def outcome(console, file):
+    from accumbug.mechanisms import Outcome
+    return Outcome(console=console, file=file, exact=[9.0, 8.5], file_top5=[1.0, 2.0], weights_fine=True,
+                   file_text="", batches=2, trajectory=[])
+
+
+def test_gallery_figures_label_off_scale_values():
+    figure = plot_gallery({"a": outcome([9.0, math.inf], [0.0, 1.7976931348623157e308]), "b": outcome([9.0, 8.5], [9.0, 8.5])},
+                          {"a": "case a", "b": "case b"}, columns=2)
+    first = figure.axes[0]
+    assert first.get_title() == "case a" and first.get_xlabel() == "epoch" and first.get_ylabel() == "epoch loss"
+    assert {t.get_text() for t in first.texts} == {"inf", "1.8e+308"}
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["exact", "console", "file, read back",
+                                                                     "off scale or not finite"]
+    single = plot_case(outcome([9.0, 8.5], [0.0, 0.0]), "case c")
+    assert single.axes[0].get_title() == "case c" and single.legends
+
+
+def test_save_figure_writes_to_a_buffer_or_a_new_folder(tmp_path):
+    figure = plot_case(outcome([9.0, 8.5], [0.0, 0.0]), "case")
+    buffer = io.BytesIO()
+    assert save_figure(figure, buffer, dpi=50, tight=False) is buffer and buffer.getvalue().startswith(b"\x89PNG")
+    path = save_figure(figure, tmp_path / "new" / "case.png")
+    assert path.read_bytes().startswith(b"\x89PNG")

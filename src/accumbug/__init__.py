@@ -3,7 +3,9 @@
 The shared code of the notebooks: the seed-shaped data set (``data``), the model (``model``),
 the seed's broken and fixed trackers beside an exact one (``trackers``), the trainer that
 feeds them the same batches (``train``), strict lossless history files (``history``), the
-console-vs-file table (``report``) and figures (``plots``).
+console-vs-file table (``report``) and figures (``plots``). On top of them: the write-up's
+claims measured (``audit``), the mechanism gallery and its diagnosis (``mechanisms``), the
+explorer (``widgets``) and the exercises' checks (``exercises``).
 """
 
 from .data import PRESETS, DataSpec, SyntheticImages, preset

@@ -1,8 +1,10 @@
-"""Command line: ``python -m accumbug reproduce`` and ``python -m accumbug run``.
+"""Command line: ``python -m accumbug reproduce``, ``run`` and ``audit``.
 
 ``reproduce`` is the seed incident in one command: one training run feeding five trackers
 (seed-broken and seed-fixed with the ``python`` accumulator, the same two with ``float16``,
 and exact), then the console-vs-file table and ``divergence.png``. ``run`` is any run.
+``audit`` measures every claim of the write-up (``audit.py``), prints the table and writes
+``docs/claims.md``.
 
 Bad arguments print one line naming the value and what is allowed, exit with code 2, and
 write nothing: every value is checked before the run folder is made. ``run --resume DIR``
@@ -18,7 +20,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from .audit import REFERENCE_DIR, claims_markdown, format_claims, run_audit
 from .data import PRESETS
+from .history import atomic_write_text
 from .plots import figure_png, plot_divergence
 from .rundir import commit_files
 from .report import divergence_rows, format_table
@@ -79,7 +83,29 @@ def _parser() -> _Parser:
     run.add_argument("--stop-on-nonfinite", action="store_true", help="stop at the first NaN or infinite batch loss")
     run.add_argument("--resume", type=Path, metavar="DIR",
                      help="continue the run folder DIR from its last completed epoch (--epochs may extend it)")
+    audit = commands.add_parser("audit", help="measure the write-up's claims: print the table, write docs/claims.md")
+    audit.add_argument("--reference", type=Path, help=f"the recorded full run (default {REFERENCE_DIR})")
+    audit.add_argument("--claims", type=Path, default=Path("docs/claims.md"),
+                       help="where to write the markdown table (default docs/claims.md)")
     return parser
+
+
+def _audit(args) -> int:
+    """Check both paths, then measure every claim, print the table and write the markdown."""
+    if args.reference is not None and not (args.reference / "config.json").is_file():
+        raise UsageError(f"reference={str(args.reference)!r}: not a run folder (no config.json)")
+    try:
+        args.claims.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"claims={str(args.claims)!r}: cannot write there ({error.strerror})") from None
+    if args.claims.is_dir():
+        raise UsageError(f"claims={str(args.claims)!r}: is a folder; give a file name")
+    started = time.perf_counter()
+    rows = run_audit(args.reference or REFERENCE_DIR)
+    print(format_claims(rows))
+    atomic_write_text(args.claims, claims_markdown(rows))
+    print(f"{len(rows)} claims measured in {time.perf_counter() - started:.1f} s; table written to {args.claims}")
+    return 0
 
 
 CONFIG_OPTIONS = ("preset", "epochs", "seed", "device", "progress", "lr", "amp", "batch_size", "samples", "classes",
@@ -110,6 +136,8 @@ def _configure(args: argparse.Namespace) -> tuple[TrainConfig, list, Path, bool]
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
+        if args.command == "audit":
+            return _audit(args)
         config, trackers, out, resume = _configure(args)
         started = time.perf_counter()
         result = train(config, trackers, out=out, overwrite=getattr(args, "overwrite", False), resume=resume)

@@ -5,60 +5,87 @@ float16's largest value (65,504) and each stall or overflow marked: where a half
 accumulator stops counting. ``plot_divergence`` draws, per accumulator, each seed tracker's epoch loss as held in memory
 (which the console printed), as the seed's lossy serialiser would have saved it, and the
 exact loss. A non-finite value cannot sit on an axis, so it is drawn as a triangle at the
-top edge, labelled with its value. Colours are the Okabe-Ito palette (colour-blind safe);
-PNGs carry no timestamp or version, so the same run gives the same bytes.
+top edge, labelled with its value. ``plot_outcome`` and ``plot_gallery`` draw the mechanism
+gallery's cases the same way: per epoch, the console's loss, the file's loss and the exact
+one (``03_what_really_breaks.ipynb``, ``04_explorer.ipynb``). Colours are the Okabe-Ito
+palette (colour-blind safe); PNGs carry no timestamp or version, so the same run gives the
+same bytes.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import textwrap
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from .history import atomic_write_bytes
 from .streams import first_nonfinite, stall_start
 
-__all__ = ["FLOAT16_MAX", "OKABE_ITO", "figure_png", "plot_divergence", "plot_trajectory", "save_figure"]
+__all__ = ["FLOAT16_MAX", "OKABE_ITO", "figure_png", "plot_case", "plot_divergence", "plot_gallery", "plot_outcome",
+           "plot_trajectory", "save_figure"]
 
 OKABE_ITO = {
     "black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
     "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7",
 }
-TRACKER_COLOURS = {"seed-broken": OKABE_ITO["vermillion"], "seed-fixed": OKABE_ITO["blue"]}
+TRACKER_COLOURS = {"seed-broken": OKABE_ITO["vermillion"], "seed-fixed": OKABE_ITO["blue"], "exact": OKABE_ITO["black"]}
 MARKER_SIZES = {"seed-broken": 9, "seed-fixed": 5}  # broken drawn larger, so equal values stay visible
 ACCUMULATOR_STYLES = {"python": "-", "float64": "-", "float32": "-.", "bfloat16": ":", "float16": "--", "auto": "-."}
 FLOAT16_MAX = 65504.0
+GALLERY_STYLES = {
+    "exact": {"color": OKABE_ITO["black"], "linewidth": 3, "alpha": 0.3},
+    "console": {"color": OKABE_ITO["orange"], "marker": "o", "markersize": 9},
+    "file": {"color": OKABE_ITO["blue"], "marker": "x", "markersize": 7, "linestyle": "--"},
+}
 
 
-def figure_png(figure: Figure) -> bytes:
-    """PNG bytes without metadata that changes between runs (software version, time)."""
+def figure_png(figure: Figure, dpi: int = 110, tight: bool = True) -> bytes:
+    """PNG bytes without metadata that changes between runs (software version, time).
+
+    ``tight=False`` keeps the figure's own margins and saves a layout pass (the explorer's
+    redraws).
+    """
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, metadata={"Software": None}, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None}, bbox_inches="tight" if tight else None)
     return buffer.getvalue()
 
 
-def save_figure(figure: Figure, path: str | Path) -> Path:
-    """Save ``figure_png(figure)`` to ``path``, atomically."""
+def save_figure(figure: Figure, path, dpi: int = 110, tight: bool = True):
+    """Save ``figure_png(figure)`` to a file, atomically (its folder is made if missing), or to a binary file object.
+
+    Returns ``path``: the file's ``Path``, or the file object (``io.BytesIO`` in the explorer).
+    """
+    content = figure_png(figure, dpi, tight)
+    if not isinstance(path, (str, Path)):
+        path.write(content)
+        return path
     path = Path(path)
-    atomic_write_bytes(path, figure_png(figure))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, content)
     return path
 
 
-def _plot_series(axis, epochs, values, top, label, **style):
-    """A line through the finite values; a labelled triangle at the top edge for each other one."""
-    finite = [(e, v) for e, v in zip(epochs, values) if math.isfinite(v)]
-    if finite:
-        axis.plot(*zip(*finite), label=label, **style)
+def _off_scale(value: float, top: float) -> bool:
+    return not math.isfinite(value) or value > top
+
+
+def _plot_series(axis, epochs, values, top, label, note_offset=(6, -4), **style):
+    """A line through the values up to ``top``; a labelled triangle at height ``top`` for each other one."""
+    shown = [(e, v) for e, v in zip(epochs, values) if not _off_scale(v, top)]
+    if shown:
+        axis.plot(*zip(*shown), label=label, **style)
         label = None
     for e, v in zip(epochs, values):
-        if not math.isfinite(v):
+        if _off_scale(v, top):
             axis.plot([e], [top], marker="^", markersize=10, color=style["color"], clip_on=False,
                       linestyle="none", label=label)
             label = None
-            axis.annotate(str(v), (e, top), textcoords="offset points", xytext=(6, -4),
-                          color=style["color"], fontsize=8)
+            axis.annotate(str(v) if not math.isfinite(v) else f"{v:.2g}", (e, top), textcoords="offset points",
+                          xytext=note_offset, color=style["color"], fontsize=8)
 
 
 def plot_divergence(rows: list[dict], title: str = "Console vs saved history") -> Figure:
@@ -131,4 +158,55 @@ def plot_trajectory(trajectories: dict[str, list[float]], title: str = "loss_sum
     axis.set_title(title)
     axis.grid(alpha=0.3, which="both")
     axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
+    return figure
+
+
+def plot_outcome(axis, outcome, title: str) -> None:
+    """One gallery case on ``axis``: the exact loss, what the console printed and what the file holds, per epoch.
+
+    ``outcome`` is a ``mechanisms.Outcome``. Values above 1.3 times the largest exact loss,
+    or not finite, sit as labelled triangles on the top edge.
+    """
+    epochs = list(range(1, len(outcome.exact) + 1))
+    top = 1.3 * max((v for v in outcome.exact if math.isfinite(v)), default=1.0)
+    axis.plot(epochs, [v if math.isfinite(v) else float("nan") for v in outcome.exact], **GALLERY_STYLES["exact"])
+    _plot_series(axis, epochs, outcome.console, top, None, note_offset=(-4, 6), **GALLERY_STYLES["console"])
+    _plot_series(axis, epochs, outcome.file, top, None, note_offset=(4, -12), **GALLERY_STYLES["file"])
+    axis.set_ylim(0.0, top * 1.12)
+    axis.set_xticks(epochs)
+    axis.set_xlabel("epoch", fontsize=8)
+    axis.set_ylabel("epoch loss", fontsize=8)
+    axis.tick_params(labelsize=7)
+    axis.set_title("\n".join(textwrap.wrap(title, 30)), fontsize=9)
+    axis.grid(alpha=0.3)
+
+
+def _gallery_legend(figure: Figure, columns: int) -> None:
+    handles = [Line2D([], [], **style, label=label) for label, style in
+               (("exact", GALLERY_STYLES["exact"]), ("console", GALLERY_STYLES["console"]),
+                ("file, read back", GALLERY_STYLES["file"]),
+                ("off scale or not finite", {"color": OKABE_ITO["black"], "marker": "^", "linestyle": "none"}))]
+    figure.legend(handles=handles, loc="outside lower center", ncol=columns, frameon=False, fontsize=8)
+
+
+def plot_case(outcome, title: str) -> Figure:
+    """One gallery case as a small figure of its own, with its legend (the explorer's mechanism pane)."""
+    figure = Figure(figsize=(4.6, 3.6), layout="constrained")
+    plot_outcome(figure.subplots(), outcome, title)
+    _gallery_legend(figure, columns=2)
+    return figure
+
+
+def plot_gallery(outcomes: dict, titles: dict[str, str], columns: int = 4,
+                 title: str = "Mechanism gallery: console vs file vs exact") -> Figure:
+    """``plot_outcome`` for every case in ``outcomes`` (key -> Outcome), in a grid, one legend below."""
+    rows = -(-len(outcomes) // columns)
+    figure = Figure(figsize=(3.1 * columns, 2.7 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axis, (key, outcome) in zip(axes, outcomes.items()):
+        plot_outcome(axis, outcome, titles[key])
+    for axis in axes[len(outcomes):]:
+        axis.set_visible(False)
+    _gallery_legend(figure, columns=4)
+    figure.suptitle(title)
     return figure

@@ -11,14 +11,16 @@ from __future__ import annotations
 import difflib
 import html
 import inspect
+import itertools
 import math
+import textwrap
 from pathlib import Path
 
 from .history import dumps_history, load_history, loads_history, loads_strict, seed_lossy_dumps
 from .train import TrainResult, history_filename
 
-__all__ = ["Html", "differing_lines", "divergence_rows", "format_rows", "format_table", "format_verdicts", "run_verdicts", "seed_comparison",
-           "source_side_by_side"]
+__all__ = ["Html", "differing_lines", "divergence_rows", "format_rows", "format_table", "format_verdicts",
+           "format_wrapped", "run_verdicts", "seed_comparison", "source_side_by_side"]
 
 EXACT = "exact"
 
@@ -83,6 +85,19 @@ def format_rows(rows: list[dict], columns: dict[str, str]) -> str:
              for line in (header, *body)]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def format_wrapped(rows: list[dict], columns: dict[str, tuple[str, int]]) -> str:
+    """A plain-text table whose cells wrap: ``columns`` maps each key to ``(header, width)``."""
+    widths = [width for _, width in columns.values()]
+    lines = ["  ".join(header.ljust(width) for header, width in columns.values()).rstrip(),
+             "  ".join("-" * width for width in widths)]
+    for row in rows:
+        cells = [textwrap.wrap(_cell(row[key]), width) or [""] for key, (_, width) in columns.items()]
+        for parts in itertools.zip_longest(*cells, fillvalue=""):
+            lines.append("  ".join(part.ljust(width) for part, width in zip(parts, widths)).rstrip())
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def format_table(rows: list[dict]) -> str:

@@ -4,18 +4,27 @@ Accumulation bugs depend only on the stream of batch-mean losses and batch sizes
 the model. Replaying a stream through a tracker takes a fraction of a second even for the
 full preset's 8,520 batches, so tests, the audit and the explorer use it to show where a
 float16 ``loss_sum`` overflows or a "fixed" one stalls (``03_what_really_breaks.ipynb``).
+
+``scored_batches`` adds outputs and labels with chosen top-1/top-5 hit rates, so the
+mechanism gallery can feed whole trackers, accuracies included. ``loss_sums`` is the seed
+trackers' loss arithmetic alone, several times faster than ``replay``: the explorer
+(``04_explorer.ipynb``) redraws with it on every change of a control.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
 
 from .data import DataSpec
-from .trackers import TOPK
+from .trackers import ACCUMULATORS, TOPK
 
-__all__ = ["batch_sizes", "first_nonfinite", "replay", "simulated_losses", "stall_start"]
+__all__ = ["batch_sizes", "epoch_mean", "first_nonfinite", "loss_sums", "replay", "scored_batches",
+           "simulated_losses", "stall_start", "trajectory_note"]
+
+RANKED_CLASSES = TOPK + 1  # one class more than top-k, so a label can miss
 
 
 def batch_sizes(spec: DataSpec) -> list[int]:
@@ -67,3 +76,65 @@ def stall_start(trajectory: list[float], min_lost: int = 10) -> int | None:
     while start > 0 and trajectory[start - 1] == trajectory[-1]:
         start -= 1
     return start if len(trajectory) - 1 - start >= min_lost else None
+
+
+def scored_batches(losses: torch.Tensor, sizes: list[int], top1: float, top5: float,
+                   seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Batches ``(loss, outputs, labels)`` with top-1 and top-5 hit rates ``top1`` and ``top5`` (fractions).
+
+    Every row of ``outputs`` scores classes 0..5 in falling order, so a label is its own rank:
+    label 0 is a top-1 hit, label 1 a top-5 hit only, label 5 a miss. Each sample is a hit
+    with the given probability, drawn from a generator seeded by ``seed``.
+    """
+    if len(losses) != len(sizes):
+        raise ValueError(f"{len(losses)} losses for {len(sizes)} batch sizes: need one loss per batch")
+    if not 0 <= top1 <= top5 <= 1:
+        raise ValueError(f"top1={top1!r}, top5={top5!r}: need 0 <= top1 <= top5 <= 1 (fractions, not percent)")
+    draws = torch.rand(sum(sizes), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    labels = torch.full(draws.shape, RANKED_CLASSES - 1, dtype=torch.int64)
+    labels[draws < top5] = 1
+    labels[draws < top1] = 0
+    scores = torch.arange(RANKED_CLASSES - 1, -1, -1, dtype=torch.float32)
+    return [(loss, scores.expand(len(chunk), -1), chunk)
+            for loss, chunk in zip(losses, labels.split(list(sizes)))]
+
+
+def loss_sums(losses: torch.Tensor, sizes: list[int], weighted: bool, accumulator: str) -> list[float]:
+    """``loss_sum`` after each batch, as a seed tracker holds it, without the accuracy counting.
+
+    ``weighted`` adds ``loss * batch_size`` (``SeedBrokenTracker``, and ``ExactTracker`` with
+    ``float64``), otherwise ``loss`` (``SeedFixedTracker``). The additions are the trackers'
+    own: Python floats for ``python``, 0-dim tensors of the accumulator's dtype otherwise, so
+    the result equals ``replay`` bit for bit (``tests/test_streams.py``).
+    """
+    if accumulator not in ACCUMULATORS or accumulator == "auto":
+        allowed = ", ".join(a for a in ACCUMULATORS if a != "auto")
+        raise ValueError(f"accumulator={accumulator!r}: allowed: {allowed} ('auto' follows the outputs' dtype: pass it)")
+    if len(losses) != len(sizes):
+        raise ValueError(f"{len(losses)} losses for {len(sizes)} batch sizes: need one loss per batch")
+    if accumulator == "python":
+        addends = [loss * size if weighted else loss for loss, size in zip(losses.tolist(), sizes)]
+        return list(itertools.accumulate(addends))
+    total = torch.zeros((), dtype=getattr(torch, accumulator))
+    trajectory = []
+    for loss, size in zip(losses.to(total.dtype), sizes):
+        total = total + (loss * size if weighted else loss)
+        trajectory.append(float(total))
+    return trajectory
+
+
+def epoch_mean(loss_sum: float, total: int, accumulator: str) -> float:
+    """``loss_sum / total`` as a seed tracker's ``get_metrics`` divides: in the accumulator's dtype."""
+    if accumulator == "python":
+        return loss_sum / total
+    return float(torch.tensor(loss_sum, dtype=getattr(torch, accumulator)) / total)
+
+
+def trajectory_note(trajectory: list[float]) -> str:
+    """Where ``loss_sum`` went wrong, in words: ``inf from batch 428``, ``stalls at 32,768 from batch 2,987``, or ''."""
+    overflow, stall = first_nonfinite(trajectory), stall_start(trajectory)
+    if overflow is not None:
+        return f"{trajectory[overflow]} from batch {overflow + 1:,}"
+    if stall is not None:
+        return f"stalls at {trajectory[stall]:,.0f} from batch {stall + 1:,}"
+    return ""

@@ -1,0 +1,94 @@
+"""Ways to write a history file, and what each one leaves in it.
+
+The seed's history held ``[0.0, 0.0, ...]``; whether a writer can do that is a question
+about the writer, so here they stand side by side, each ``history -> text``:
+
+* ``strict``: the package's writer (``history.dumps_history``): strict JSON, lossless;
+* ``python-json``: ``json.dumps`` as is. It writes ``NaN`` and ``Infinity``, which Python
+  reads back but strict parsers (browsers, ``jq``, most languages) reject;
+* ``json-strict``: ``json.dumps(..., allow_nan=False)``: raises on a non-finite value;
+* ``seed-sanitiser``: the write-up's ``x if math.isfinite(x) else 0.0`` (``history.py``);
+* ``nan_to_num``: ``numpy.nan_to_num`` first: NaN becomes 0.0 but +inf becomes 1.8e308;
+* ``broad-sanitiser``: a sanitiser meant for NaN/Inf that writes 0.0 for anything not a
+  finite Python number, so a 0-dim tensor becomes 0.0 even when its value is fine.
+
+Every writer but ``broad-sanitiser`` first turns 0-dim tensors into floats at save time, as
+``float(v)`` in a save routine does. ``read_back`` parses a file the way Python's ``json``
+reader does (non-finite tokens accepted) and decodes the strict format. The audit (claim
+6), the mechanism gallery, the explorer and the serialiser exercise use this module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Callable
+
+import numpy
+import torch
+
+from .history import HISTORY_FORMAT, dumps_history, loads_history, loads_strict, seed_lossy_dumps
+
+__all__ = ["SERIALISERS", "map_leaves", "read_back", "strict_parse_ok", "to_python", "write"]
+
+
+def map_leaves(obj, leaf: Callable):
+    """``obj`` with every value that is not a dict, list or tuple replaced by ``leaf(value)``."""
+    if isinstance(obj, dict):
+        return {key: map_leaves(value, leaf) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [map_leaves(value, leaf) for value in obj]
+    return leaf(obj)
+
+
+def _as_python(value):
+    return value.item() if isinstance(value, (torch.Tensor, numpy.generic)) else value
+
+
+def to_python(history):
+    """0-dim tensors and numpy scalars as Python numbers: what ``float(v)`` at save time does."""
+    return map_leaves(history, _as_python)
+
+
+def _nan_to_num(value):
+    return float(numpy.nan_to_num(value)) if isinstance(value, float) else value
+
+
+def _broad(value):
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
+
+
+SERIALISERS: dict[str, Callable[[dict], str]] = {
+    "strict": lambda history: dumps_history(to_python(history)),
+    "python-json": lambda history: json.dumps(to_python(history)),
+    "json-strict": lambda history: json.dumps(to_python(history), allow_nan=False),
+    "seed-sanitiser": lambda history: seed_lossy_dumps(to_python(history)),
+    "nan_to_num": lambda history: json.dumps(map_leaves(to_python(history), _nan_to_num)),
+    "broad-sanitiser": lambda history: json.dumps(map_leaves(history, _broad)),
+}
+
+
+def write(history: dict, serialiser: str) -> str:
+    """The text that ``serialiser`` writes for ``history``."""
+    if serialiser not in SERIALISERS:
+        raise ValueError(f"serialiser={serialiser!r}: unknown; allowed: {', '.join(SERIALISERS)}")
+    return SERIALISERS[serialiser](history)
+
+
+def read_back(text: str) -> dict:
+    """What a reader gets from ``text``: Python's ``json`` rules, and the strict format decoded."""
+    document = json.loads(text)
+    if isinstance(document, dict) and document.get("format") == HISTORY_FORMAT:
+        return loads_history(text)
+    return document
+
+
+def strict_parse_ok(text: str) -> bool:
+    """Whether a strict JSON parser accepts ``text`` (no ``NaN`` / ``Infinity`` tokens)."""
+    try:
+        loads_strict(text)
+    except ValueError:
+        return False
+    return True

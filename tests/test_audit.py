@@ -1,0 +1,100 @@
+import json
+import shutil
+
+import pytest
+
+from accumbug.audit import CLAIMS, REFERENCE_DIR, Inputs, claims_markdown, format_claims, run_audit
+from accumbug.cli import main
+from accumbug.history import load_history, save_history
+from accumbug.train import history_filename
+
+VERDICT_FORMS = ("holds", "refuted", "holds only if ")
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return {row["number"]: row for row in run_audit()}
+
+
+def test_every_claim_is_measured_with_a_verdict(rows):
+    assert sorted(rows) == list(range(1, 14)) == [c.number for c in CLAIMS]
+    for row in rows.values():
+        assert row["verdict"] in ("holds", "refuted") or row["verdict"].startswith("holds only if "), row
+        assert row["measured"] and row["method"] and row["source"]
+
+
+def test_the_verdicts(rows):
+    assert rows[1]["verdict"] == "holds only if the last batch of 8 is dropped (drop_last=True)"
+    assert rows[2]["verdict"] == "holds"
+    assert rows[4]["verdict"] == "refuted"
+    assert rows[5]["verdict"] == "holds only if the accumulator is float16"
+    assert rows[6]["verdict"].startswith("holds only if the writer sanitises them to 0.0 (seed-sanitiser")
+    assert rows[8]["verdict"] == "holds only if the accumulator is python, float64 or float32"
+    assert rows[9]["verdict"] == "refuted"
+    assert rows[10]["verdict"].startswith("holds only if the history is corrupted after the console printed it")
+    assert rows[11]["verdict"] == rows[12]["verdict"] == "holds"
+    assert "inf from batch" in rows[5]["measured"] and "8,520 batches" in rows[1]["measured"]
+
+
+def test_claims_from_the_full_run_say_where_their_numbers_come_from(rows):
+    for number in (3, 7, 9, 10, 11):
+        assert "data/reference/full-cpu" in rows[number]["source"] and "data/README.md" in rows[number]["source"]
+
+
+@pytest.fixture
+def reference_copy(tmp_path):
+    copy = tmp_path / "reference"
+    shutil.copytree(REFERENCE_DIR, copy)
+    return copy
+
+
+def test_verdicts_follow_the_recorded_numbers(reference_copy):
+    """Change the recorded run and the verdicts that read it change: they are computed."""
+    path = reference_copy / history_filename("seed-fixed:python")
+    fixed = load_history(path)
+    fixed["train_loss"][0] = load_history(reference_copy / history_filename("seed-broken:python"))["train_loss"][0] - 0.4
+    fixed["train_top1"][0] += 1.0
+    save_history(path, fixed)
+    inputs = Inputs(reference_copy)
+    assert {n: CLAIMS[n - 1].measure(inputs).verdict for n in (9, 11)} == {9: "holds", 11: "refuted"}
+
+
+def test_without_the_recorded_run_those_claims_are_not_measured(tmp_path):
+    inputs = Inputs(tmp_path / "missing")
+    for number in (3, 7, 9, 10, 11):
+        finding = CLAIMS[number - 1].measure(inputs)
+        assert finding.verdict == "not measured" and "data/README.md" in finding.measured
+
+
+def test_tables(rows):
+    text = format_claims(list(rows.values()))
+    assert text.splitlines()[0].split() == ["#", "claim", "measured", "verdict"]
+    markdown = claims_markdown(list(rows.values()))
+    assert markdown.count("\n| ") == 14 and "**refuted**" in markdown
+
+
+def test_cli_audit_prints_and_writes(tmp_path, capsys):
+    claims = tmp_path / "docs" / "claims.md"
+    assert main(["audit", "--claims", str(claims)]) == 0
+    printed = capsys.readouterr().out
+    assert "floating-point accumulation over" in printed and "13 claims measured in" in printed
+    assert str(claims) in printed
+    text = claims.read_text()
+    assert text.startswith("# The write-up's claims, measured") and "**holds only if the accumulator is float16**" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--reference", "/no/such/run"], "reference='/no/such/run': not a run folder (no config.json)"),
+    (["--claims", "."], "claims='.': is a folder; give a file name"),
+])
+def test_cli_audit_bad_paths_exit_2(tmp_path, capsys, args, message):
+    assert main(["audit", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_recorded_run_without_the_needed_trackers_is_not_measured(reference_copy):
+    config = json.loads((reference_copy / "config.json").read_text())
+    config["trackers"].remove("exact")
+    (reference_copy / "config.json").write_text(json.dumps(config))
+    finding = CLAIMS[2].measure(Inputs(reference_copy))
+    assert finding.verdict == "not measured" and "has no exact tracker" in finding.measured
