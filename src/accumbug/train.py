@@ -44,7 +44,8 @@ __all__ = ["AMP_MODES", "CHECKPOINT", "NonFiniteLossError", "TrainConfig", "Trai
            "history_filename", "read_run_config", "train"]
 
 AMP_MODES = ("off", "float16", "bfloat16")
-POSTFIX_EVERY = 25  # batches between postfix refreshes: get_metrics may sync the device
+POSTFIX_EVERY = 25  # batches between postfix updates: get_metrics may sync the device
+PROGRESS_SECONDS = 1.0  # at most one bar redraw a second: a notebook gets a few hundred messages, not thousands
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "accumbug-checkpoint/1"
 RESUMABLE_CHANGES = ("epochs", "progress", "device")  # settings a resumed run may change
@@ -305,7 +306,7 @@ def _run(config: TrainConfig, trackers: list, device: torch.device, out: Path | 
         nonfinite = torch.zeros((), dtype=torch.int64, device=device)
         batches = data.batches(epoch - 1)
         bar = tqdm(batches, total=len(batches), desc=f"Epoch {epoch} [Train]", disable=not config.progress,
-                   leave=False)
+                   leave=False, mininterval=PROGRESS_SECONDS)
         for batch_idx, (images, labels, _metadata) in enumerate(bar):
             step += 1
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -329,7 +330,7 @@ def _run(config: TrainConfig, trackers: list, device: torch.device, out: Path | 
             for tracker in trackers if trajectory else ():
                 result.trajectories[tracker.name][-1].append(float(tracker.loss_sum))
             if config.progress and (batch_idx % POSTFIX_EVERY == 0 or batch_idx == len(batches) - 1):
-                bar.set_postfix(_postfix(trackers[0].get_metrics()))
+                bar.set_postfix(_postfix(trackers[0].get_metrics()), refresh=False)
         bar.close()
         _finish_epoch(result, trackers, epoch, int(nonfinite))
         result.epoch_seconds.append(time.perf_counter() - started)
