@@ -1,7 +1,6 @@
 import subprocess
 import sys
 
-import pytest
 
 from accumbug.cli import REPRODUCE_TRACKERS, main
 from accumbug.train import history_filename

@@ -1,7 +1,6 @@
 """Crash safety, resume, non-finite losses: what docs/reliability.md promises, tested."""
 
 import io
-import os
 import random
 import signal
 import subprocess

@@ -37,6 +37,7 @@ __all__ = [
     "load_history",
     "loads_history",
     "loads_strict",
+    "map_leaves",
     "save_history",
     "seed_lossy_dumps",
 ]
@@ -161,16 +162,19 @@ def load_history(path: str | os.PathLike) -> dict:
     return loads_history(text, source=str(path))
 
 
-def _seed_sanitise(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else 0.0
+def map_leaves(obj, leaf):
+    """``obj`` with every value that is not a dict, list or tuple replaced by ``leaf(value)``."""
     if isinstance(obj, dict):
-        return {k: _seed_sanitise(v) for k, v in obj.items()}
+        return {key: map_leaves(value, leaf) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_seed_sanitise(v) for v in obj]
-    return obj
+        return [map_leaves(value, leaf) for value in obj]
+    return leaf(obj)
+
+
+def _seed_sanitise(value):
+    return value if not isinstance(value, float) or math.isfinite(value) else 0.0
 
 
 def seed_lossy_dumps(history) -> str:
     """The seed's symptom: every non-finite value becomes ``0.0``, then ``json.dumps``. Demo only."""
-    return json.dumps(_seed_sanitise(history))
+    return json.dumps(map_leaves(history, _seed_sanitise))

@@ -27,18 +27,9 @@ from typing import Callable
 import numpy
 import torch
 
-from .history import HISTORY_FORMAT, dumps_history, loads_history, loads_strict, seed_lossy_dumps
+from .history import HISTORY_FORMAT, dumps_history, loads_history, loads_strict, map_leaves, seed_lossy_dumps
 
-__all__ = ["SERIALISERS", "map_leaves", "read_back", "strict_parse_ok", "to_python", "write"]
-
-
-def map_leaves(obj, leaf: Callable):
-    """``obj`` with every value that is not a dict, list or tuple replaced by ``leaf(value)``."""
-    if isinstance(obj, dict):
-        return {key: map_leaves(value, leaf) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [map_leaves(value, leaf) for value in obj]
-    return leaf(obj)
+__all__ = ["SERIALISERS", "read_back", "strict_parse_ok", "to_python", "write"]
 
 
 def _as_python(value):
