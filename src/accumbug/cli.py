@@ -9,12 +9,20 @@ and exact), then the console-vs-file table and ``divergence.png``. ``run`` is an
 Bad arguments print one line naming the value and what is allowed, exit with code 2, and
 write nothing: every value is checked before the run folder is made. ``run --resume DIR``
 continues a run folder; ``--stop-on-nonfinite`` ends a run at its first NaN or infinite
-batch loss with exit code 3, keeping the completed epochs.
+batch loss with exit code 3, keeping the completed epochs; ``--eval-only`` measures the
+seeded model without training.
+
+Under ``torchrun --nproc-per-node N -m accumbug run ...`` every rank parses and checks the
+arguments, joins the process group and trains its shard (``distributed.py``); the default
+trackers are then the exact one and the three naive cross-rank ones. Rank 0 prints the
+table and writes the run folder; an error on any rank is printed with its rank, and
+torchrun ends the others.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import replace
@@ -22,16 +30,18 @@ from pathlib import Path
 
 from .audit import REFERENCE_DIR, claims_markdown, format_claims, run_audit
 from .data import PRESETS
+from .distributed import join, launched_by_torchrun, leave
 from .history import atomic_write_text
 from .plots import figure_png, plot_divergence
 from .rundir import commit_files
 from .report import divergence_rows, format_table
 from .train import AMP_MODES, NonFiniteLossError, TrainConfig, read_run_config, train
-from .trackers import make_tracker
+from .trackers import NAIVE_RANK_TRACKERS, make_tracker
 
-__all__ = ["REPRODUCE_TRACKERS", "main"]
+__all__ = ["DISTRIBUTED_TRACKERS", "REPRODUCE_TRACKERS", "main"]
 
 REPRODUCE_TRACKERS = ("seed-broken:python", "seed-fixed:python", "seed-broken:float16", "seed-fixed:float16", "exact")
+DISTRIBUTED_TRACKERS = ("exact", *NAIVE_RANK_TRACKERS)
 
 
 class UsageError(Exception):
@@ -73,14 +83,17 @@ def _parser() -> _Parser:
     run = commands.add_parser("run", help="any training run", **quiet)
     common(run, "small", 3)
     run.add_argument("--tracker", action="append", dest="trackers", metavar="TRACKER",
-                     help="exact, seed-broken[:ACC] or seed-fixed[:ACC]; repeat for several "
-                          "(default: the five of reproduce)")
+                     help=f"exact, {', '.join(NAIVE_RANK_TRACKERS)}, seed-broken[:ACC] or seed-fixed[:ACC]; "
+                          "repeat for several (default: the five of reproduce; under torchrun exact and the "
+                          "three naive ones)")
     run.add_argument("--lr", type=float, help=f"SGD learning rate (default {TrainConfig.lr})")
     run.add_argument("--amp", choices=list(AMP_MODES), help="autocast dtype (default off)")
     run.add_argument("--batch-size", type=int, help="samples per batch (default 16)")
     run.add_argument("--samples", type=int, help="data set size (default: the preset's)")
     run.add_argument("--classes", type=int, help="number of classes (default: the preset's)")
     run.add_argument("--stop-on-nonfinite", action="store_true", help="stop at the first NaN or infinite batch loss")
+    run.add_argument("--eval-only", action="store_true",
+                     help="no gradients or optimizer steps: every epoch measures the seeded model")
     run.add_argument("--resume", type=Path, metavar="DIR",
                      help="continue the run folder DIR from its last completed epoch (--epochs may extend it)")
     audit = commands.add_parser("audit", help="measure the write-up's claims: print the table, write docs/claims.md")
@@ -109,7 +122,7 @@ def _audit(args) -> int:
 
 
 CONFIG_OPTIONS = ("preset", "epochs", "seed", "device", "progress", "lr", "amp", "batch_size", "samples", "classes",
-                  "stop_on_nonfinite")
+                  "stop_on_nonfinite", "eval_only")
 
 
 def _configure(args: argparse.Namespace) -> tuple[TrainConfig, list, Path, bool]:
@@ -118,6 +131,9 @@ def _configure(args: argparse.Namespace) -> tuple[TrainConfig, list, Path, bool]
     options = {key: given[key] for key in CONFIG_OPTIONS if key in given}
     options.setdefault("progress", True)  # bars on in a terminal unless --no-progress
     resume = given.get("resume")
+    distributed = launched_by_torchrun()
+    if resume is not None and distributed:
+        raise UsageError(f"--resume {resume}: a run under torchrun cannot be resumed; start it again")
     if resume is not None:
         for clash in ("out", "overwrite"):
             if clash in given:
@@ -128,25 +144,41 @@ def _configure(args: argparse.Namespace) -> tuple[TrainConfig, list, Path, bool]
         out = resume
     else:
         config = TrainConfig(**options)
-        names = given.get("trackers", REPRODUCE_TRACKERS)
+        names = given.get("trackers", DISTRIBUTED_TRACKERS if distributed else REPRODUCE_TRACKERS)
         out = given.get("out") or Path("runs") / f"{args.command}-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     return config, [make_tracker(name) for name in names], out, resume is not None
 
 
+def _who() -> str:
+    """The message prefix: ``accumbug``, with the rank under torchrun."""
+    if launched_by_torchrun():
+        return f"accumbug rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}"
+    return "accumbug"
+
+
 def main(argv: list[str] | None = None) -> int:
+    ranks = None
     try:
         args = _parser().parse_args(argv)
         if args.command == "audit":
             return _audit(args)
         config, trackers, out, resume = _configure(args)
+        if launched_by_torchrun():
+            ranks, device = join(config.device)
+            config = replace(config, device=device)
         started = time.perf_counter()
-        result = train(config, trackers, out=out, overwrite=getattr(args, "overwrite", False), resume=resume)
+        result = train(config, trackers, out=out, overwrite=getattr(args, "overwrite", False), resume=resume,
+                       ranks=ranks)
     except (UsageError, ValueError) as error:
-        print(f"accumbug: error: {error}", file=sys.stderr)
+        print(f"{_who()}: error: {error}", file=sys.stderr)
         return 2
     except NonFiniteLossError as error:
-        print(f"accumbug: stopped: {error}", file=sys.stderr)
+        print(f"{_who()}: stopped: {error}", file=sys.stderr)
         return 3
+    finally:
+        leave()
+    if ranks is not None and not ranks.writes_files:
+        return 0
     rows = divergence_rows(result)
     print()
     print(format_table(rows))

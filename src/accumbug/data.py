@@ -219,13 +219,18 @@ class EpochBatches:
 
     Samples are generated a block of batches at a time (one vectorised call per block) and
     handed out batch by batch, so the per-batch cost is a slice, not 16 ``__getitem__`` calls.
+    With ``counted`` (one bool per entry of ``order``, on the CPU) every batch's metadata also
+    carries its slice as ``counted``: which rows a rank counts (``distributed.py``).
     """
 
     BLOCK_BATCHES = 16  # 256 samples: large enough to amortise the calls, small enough to stay in cache
 
-    def __init__(self, data: SyntheticImages, order: torch.Tensor):
+    def __init__(self, data: SyntheticImages, order: torch.Tensor, counted: torch.Tensor | None = None):
+        if counted is not None and counted.shape != order.shape:
+            raise ValueError(f"counted shape {tuple(counted.shape)}: expected {tuple(order.shape)}, one per sample")
         self.data = data
         self.order = order
+        self.counted = counted
 
     def __len__(self) -> int:
         return -(-len(self.order) // self.data.spec.batch_size)
@@ -235,6 +240,8 @@ class EpochBatches:
         block = size * self.BLOCK_BATCHES
         for start in range(0, len(self.order), block):
             images, labels, metadata = self.data.samples(self.order[start : start + block])
+            if self.counted is not None:
+                metadata["counted"] = self.counted[start : start + block]
             for offset in range(0, len(labels), size):
                 cut = slice(offset, offset + size)
                 yield images[cut], labels[cut], {key: value[cut] for key, value in metadata.items()}

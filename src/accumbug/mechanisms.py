@@ -23,9 +23,9 @@ from functools import lru_cache
 from typing import Callable
 
 import torch
-from torch.utils.data import DistributedSampler
 
 from .data import preset
+from .distributed import rank_shard
 from .report import format_rows
 from .seed import SEED_CONSOLE
 from .serialisers import read_back, write
@@ -239,12 +239,7 @@ def _partial_last_batch() -> Outcome:
 
 def _rank_shards(samples: int, epoch: int) -> list[list[int]]:
     """Each rank's sample indices for ``epoch``, as ``DistributedSampler`` gives them (padded to equal length)."""
-    shards = []
-    for rank in range(RANKS):
-        sampler = DistributedSampler(range(samples), num_replicas=RANKS, rank=rank, shuffle=True, seed=0)
-        sampler.set_epoch(epoch)
-        shards.append(list(sampler))
-    return shards
+    return [rank_shard(samples, RANKS, rank, 0, epoch)[0].tolist() for rank in range(RANKS)]
 
 
 def _ddp_padding() -> Outcome:

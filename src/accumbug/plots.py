@@ -7,7 +7,8 @@ accumulator stops counting. ``plot_divergence`` draws, per accumulator, each see
 exact loss. A non-finite value cannot sit on an axis, so it is drawn as a triangle at the
 top edge, labelled with its value. ``plot_outcome`` and ``plot_gallery`` draw the mechanism
 gallery's cases the same way: per epoch, the console's loss, the file's loss and the exact
-one (``03_what_really_breaks.ipynb``, ``04_explorer.ipynb``). Colours are the Okabe-Ito
+one (``03_what_really_breaks.ipynb``, ``04_explorer.ipynb``). ``plot_rank_errors`` draws how
+far each naive cross-rank tracker's loss is from the exact one (``05_distributed.ipynb``). Colours are the Okabe-Ito
 palette (colour-blind safe); PNGs carry no timestamp or version, so the same run gives the
 same bytes.
 """
@@ -26,13 +27,15 @@ from .history import atomic_write_bytes
 from .streams import first_nonfinite, stall_start
 
 __all__ = ["FLOAT16_MAX", "OKABE_ITO", "figure_png", "plot_case", "plot_divergence", "plot_gallery", "plot_outcome",
-           "plot_trajectory", "save_figure"]
+           "plot_rank_errors", "plot_trajectory", "save_figure"]
 
 OKABE_ITO = {
     "black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
     "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7",
 }
-TRACKER_COLOURS = {"seed-broken": OKABE_ITO["vermillion"], "seed-fixed": OKABE_ITO["blue"], "exact": OKABE_ITO["black"]}
+TRACKER_COLOURS = {"seed-broken": OKABE_ITO["vermillion"], "seed-fixed": OKABE_ITO["blue"], "exact": OKABE_ITO["black"],
+                   "naive-rank0": OKABE_ITO["orange"], "naive-rank-mean": OKABE_ITO["sky"],
+                   "naive-padded": OKABE_ITO["purple"]}
 MARKER_SIZES = {"seed-broken": 9, "seed-fixed": 5}  # broken drawn larger, so equal values stay visible
 ACCUMULATOR_STYLES = {"python": "-", "float64": "-", "float32": "-.", "bfloat16": ":", "float16": "--", "auto": "-."}
 FLOAT16_MAX = 65504.0
@@ -209,4 +212,29 @@ def plot_gallery(outcomes: dict, titles: dict[str, str], columns: int = 4,
         axis.set_visible(False)
     _gallery_legend(figure, columns=4)
     figure.suptitle(title)
+    return figure
+
+
+def plot_rank_errors(rows: list[dict], title: str = "Naive cross-rank trackers against the exact loss") -> Figure:
+    """Grouped bars of ``rank_rows``: per run and epoch, each non-exact tracker's loss error in percent.
+
+    A bar of height 0 is drawn as a thin line on the axis, so "exactly right" stays visible.
+    """
+    groups = list(dict.fromkeys((row["run"], row["epoch"]) for row in rows))
+    trackers = list(dict.fromkeys(row["tracker"] for row in rows if row["tracker"] != "exact"))
+    errors = {(row["run"], row["epoch"], row["tracker"]): row["error_pct"] for row in rows}
+    figure = Figure(figsize=(max(6.0, 1.1 * len(groups) + 2), 3.6))
+    axis = figure.subplots()
+    width = 0.8 / max(len(trackers), 1)
+    for index, name in enumerate(trackers):
+        heights = [errors.get((*group, name)) or 0.0 for group in groups]
+        positions = [g + (index - (len(trackers) - 1) / 2) * width for g in range(len(groups))]
+        axis.bar(positions, heights, width, label=name, color=TRACKER_COLOURS.get(name, OKABE_ITO["green"]))
+    axis.axhline(0, color=OKABE_ITO["black"], linewidth=0.8)
+    several_epochs = len({epoch for _, epoch in groups}) > 1
+    axis.set_xticks(range(len(groups)), [f"{run}\nepoch {epoch}" if several_epochs else run for run, epoch in groups])
+    axis.set_ylabel("loss error vs exact (%)")
+    axis.set_title(title)
+    axis.legend(frameon=False, fontsize="small")
+    figure.tight_layout()
     return figure

@@ -3,7 +3,8 @@
 For every tracker of a run and every epoch, the row holds the loss as the console showed
 it, what the seed's lossy serialiser would have written, what the package's strict history
 file holds, and the exact sample-weighted value, so a reader sees in one table where a
-history parts from the console and from the truth (``01`` and ``02`` notebooks).
+history parts from the console and from the truth (``01`` and ``02`` notebooks). For runs
+under torchrun, ``rank_rows`` puts the naive cross-rank trackers beside the exact one.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import textwrap
 from pathlib import Path
 
 from .history import dumps_history, load_history, loads_history, loads_strict, seed_lossy_dumps
-from .train import TrainResult, history_filename
+from .train import TrainResult, history_filename, read_run_config
 
-__all__ = ["Html", "differing_lines", "divergence_rows", "format_rows", "format_table", "format_verdicts",
-           "format_wrapped", "run_verdicts", "seed_comparison", "source_side_by_side"]
+__all__ = ["Html", "RANK_COLUMNS", "differing_lines", "divergence_rows", "format_rows", "format_table",
+           "format_verdicts", "format_wrapped", "rank_rows", "run_verdicts", "seed_comparison", "source_side_by_side"]
 
 EXACT = "exact"
 
@@ -40,7 +41,7 @@ def divergence_rows(result: TrainResult, metric: str = "loss") -> list[dict]:
     ``exact`` the exact tracker's value (None when the run had none) and ``error_pct`` the
     in-memory value's relative error against it, in percent.
     """
-    key = f"train_{metric}"
+    key = f"{result.phase}_{metric}"
     exact = result.histories.get(EXACT, {}).get(key)
     rows = []
     for name, history in result.histories.items():
@@ -61,6 +62,34 @@ def divergence_rows(result: TrainResult, metric: str = "loss") -> list[dict]:
                 "error_pct": error,
             })
     return rows
+
+
+def rank_rows(runs: dict[str, Path]) -> list[dict]:
+    """Rows ``run, tracker, epoch, loss, top1, top5, samples, error_pct`` from run folders.
+
+    ``runs`` maps a label (``"5 ranks"``) to a run folder; each folder's trackers and phase
+    come from its ``config.json``. ``error_pct`` is the loss's relative error against the
+    same run's exact tracker, in percent (``05_distributed.ipynb`` compares the naive
+    cross-rank trackers this way).
+    """
+    rows = []
+    for label, out in runs.items():
+        config, names = read_run_config(out)
+        phase = "eval" if config.eval_only else "train"
+        histories = {name: load_history(Path(out) / history_filename(name)) for name in names}
+        exact = histories.get(EXACT, {}).get(f"{phase}_loss")
+        for name, history in histories.items():
+            for index, loss in enumerate(history[f"{phase}_loss"]):
+                truth = exact[index] if exact is not None else None
+                rows.append({"run": label, "tracker": name, "epoch": index + 1, "loss": loss,
+                             "top1": history[f"{phase}_top1"][index], "top5": history[f"{phase}_top5"][index],
+                             "samples": history[f"{phase}_total"][index],
+                             "error_pct": (loss - truth) / truth * 100 if truth else None})
+    return rows
+
+
+RANK_COLUMNS = {"run": "run", "tracker": "tracker", "epoch": "epoch", "loss": "loss", "top1": "top-1 %",
+                "top5": "top-5 %", "samples": "samples", "error_pct": "loss vs exact %"}
 
 
 def _cell(value, digits: int = 4) -> str:

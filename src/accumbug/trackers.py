@@ -1,6 +1,6 @@
-"""Epoch metric trackers: the seed's "broken" and "fixed" trackers as written, and the exact one.
+"""Epoch metric trackers: the seed's "broken" and "fixed" trackers as written, the exact one, naive rank ones.
 
-All three speak the seed's protocol -- ``update(loss, outputs, labels)`` once per batch with
+All of them speak the seed's protocol -- ``update(loss, outputs, labels)`` once per batch with
 the batch-mean loss, ``get_metrics()`` at any time, ``reset()`` at the start of an epoch -- so
 the trainer can feed them the same batches and every difference comes from accumulation.
 
@@ -10,7 +10,11 @@ the trainer can feed them the same batches and every difference comes from accum
 * ``SeedFixedTracker`` adds ``loss`` and counts batches: the mean of batch means, which is
   off whenever the last batch is partial.
 * ``ExactTracker`` keeps float64 sums weighted by batch size and int64 counts on the
-  outputs' device: no host sync per step, O(1) memory, non-finite batches counted.
+  outputs' device: no host sync per step, O(1) memory, non-finite batches counted. Across
+  ranks it sums its states with ``all_reduce`` (``sync``) and counts each sample once.
+* ``RankZeroTracker``, ``RankMeanTracker`` and ``PaddedTracker`` are the usual ways to get
+  that wrong under ``torchrun`` (rank 0's shard alone, the mean of per-rank means, padding
+  duplicates counted); with one process they equal ``ExactTracker``.
 
 ``accumulator=`` chooses what ``loss_sum`` is: ``"python"`` (the seed's ``loss.item()``
 floats, i.e. float64), a 0-dim tensor of ``"float64"``, ``"float32"``, ``"bfloat16"`` or
@@ -28,6 +32,10 @@ import torch
 __all__ = [
     "ACCUMULATORS",
     "ExactTracker",
+    "NAIVE_RANK_TRACKERS",
+    "PaddedTracker",
+    "RankMeanTracker",
+    "RankZeroTracker",
     "SeedBrokenTracker",
     "SeedFixedTracker",
     "TRACKER_KINDS",
@@ -153,7 +161,13 @@ class ExactTracker:
         self.total = 0  # samples
         self.batches = 0
 
-    def update(self, loss, outputs, labels):
+    def update(self, loss, outputs, labels, counted=None):
+        """Add one batch: its mean ``loss`` (0-dim), or its per-sample losses (``[batch]``).
+
+        ``counted`` (a bool tensor, one per row) leaves out the rows that are not this
+        rank's to count, such as ``DistributedSampler``'s padding duplicates; it needs
+        per-sample losses, since a batch mean cannot be split.
+        """
         if outputs.dim() != 2 or outputs.size(1) < TOPK:
             raise ValueError(
                 f"outputs shape {tuple(outputs.shape)}: expected [batch, classes] with classes >= {TOPK} for top-{TOPK}"
@@ -169,11 +183,41 @@ class ExactTracker:
             self.loss_sum, self.rank_hits, self.finite_batches, self._ranks = (
                 t.to(outputs.device) for t in (self.loss_sum, self.rank_hits, self.finite_batches, self._ranks))
         loss = loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss), device=outputs.device)
-        self.loss_sum.add_(loss, alpha=labels.size(0))  # in float64: the batch mean times its size
-        self.finite_batches.add_(torch.isfinite(loss))
-        self.rank_hits.add_(label_ranks(outputs.detach(), labels).view(-1, 1).eq(self._ranks).sum(0))
-        self.total += labels.size(0)
+        ranks = label_ranks(outputs.detach(), labels)
+        if counted is None and loss.dim() == 0:
+            self.loss_sum.add_(loss, alpha=labels.size(0))  # in float64: the batch mean times its size
+            samples = labels.size(0)
+        else:
+            if loss.shape != labels.shape:
+                raise ValueError(f"loss shape {tuple(loss.shape)}: with counted= give per-sample losses, "
+                                 f"shape [{labels.size(0)}], not a batch mean")
+            samples = labels.size(0)
+            if counted is not None:
+                if counted.shape != labels.shape or counted.dtype != torch.bool:
+                    raise ValueError(f"counted shape {tuple(counted.shape)}, dtype {counted.dtype}: expected a "
+                                     f"bool tensor of shape [{labels.size(0)}]")
+                samples = int(counted.sum())  # host-side when counted is on the CPU, as the trainer passes it
+                counted = counted.to(outputs.device, non_blocking=True)
+                loss = torch.where(counted, loss, torch.zeros((), dtype=loss.dtype, device=loss.device))
+                ranks = ranks.masked_fill(~counted, TOPK)  # rank TOPK: no top-k hit
+            self.loss_sum.add_(loss.sum(dtype=torch.float64))
+        self.finite_batches.add_(torch.isfinite(loss).all())
+        self.rank_hits.add_(ranks.view(-1, 1).eq(self._ranks).sum(0))
+        self.total += samples
         self.batches += 1
+
+    def sync(self, ranks) -> None:
+        """Sum the epoch's states over all ranks (``ranks.sum_`` is an in-place ``all_reduce``).
+
+        Called once at the end of an epoch, before ``get_metrics``: two collectives, one
+        float64 and one int64, so the sums stay exact (``distributed.py``).
+        """
+        counts = torch.cat([self.rank_hits, self.finite_batches.view(1),
+                            torch.tensor([self.total, self.batches], device=self.rank_hits.device)])
+        ranks.sum_(self.loss_sum)
+        ranks.sum_(counts)
+        self.rank_hits, self.finite_batches = counts[:TOPK].clone(), counts[TOPK].clone()
+        self.total, self.batches = (int(v) for v in counts[TOPK + 1:].tolist())
 
     def get_metrics(self):
         samples = self.total
@@ -190,23 +234,80 @@ class ExactTracker:
         }
 
 
-TRACKER_KINDS = {cls.kind: cls for cls in (SeedBrokenTracker, SeedFixedTracker, ExactTracker)}
+class _PaddingBlindTracker(ExactTracker):
+    """An exact tracker that ignores ``counted``: every row it is given counts, padding included."""
+
+    def update(self, loss, outputs, labels, counted=None):
+        super().update(loss, outputs, labels)
+
+
+class RankZeroTracker(_PaddingBlindTracker):
+    """Naive across ranks: rank 0 logs the metrics of its own shard; nothing is reduced.
+
+    What a loop that logs ``if rank == 0`` without an ``all_reduce`` saves. With one
+    process it equals ``ExactTracker`` (``05_distributed.ipynb`` shows it with 2 ranks).
+    """
+
+    kind = "naive-rank0"
+
+    def sync(self, ranks) -> None:
+        """Nothing: rank 0 keeps its own shard's sums."""
+
+
+class RankMeanTracker(_PaddingBlindTracker):
+    """Naive across ranks: each rank's epoch means, averaged (``all_reduce`` of means, ``/ world``).
+
+    Off whenever ranks see different sample counts or losses per sample; ``loss_sum`` and
+    ``total`` stay this rank's own.
+    """
+
+    kind = "naive-rank-mean"
+
+    def reset(self):
+        super().reset()
+        self._rank_means = None
+
+    def sync(self, ranks) -> None:
+        local = super().get_metrics()
+        means = torch.tensor([local[key] for key in ("loss", "top1", "top5")], dtype=torch.float64,
+                             device=self.loss_sum.device)
+        ranks.sum_(means)
+        self._rank_means = dict(zip(("loss", "top1", "top5"), (means / ranks.world).tolist()))
+
+    def get_metrics(self):
+        metrics = super().get_metrics()
+        return {**metrics, **self._rank_means} if self._rank_means is not None else metrics
+
+
+class PaddedTracker(_PaddingBlindTracker):
+    """Naive across ranks: sums reduced exactly, but ``DistributedSampler``'s padding rows counted.
+
+    On 5 ranks the ``tiny`` preset's 1,032 samples become 1,035: three samples counted twice.
+    """
+
+    kind = "naive-padded"
+
+
+NAIVE_RANK_TRACKERS = (RankZeroTracker.kind, RankMeanTracker.kind, PaddedTracker.kind)
+TRACKER_KINDS = {cls.kind: cls for cls in (SeedBrokenTracker, SeedFixedTracker, ExactTracker, RankZeroTracker,
+                                           RankMeanTracker, PaddedTracker)}
 
 
 def make_tracker(spec: str):
-    """A tracker from its name: ``exact``, or ``seed-broken``/``seed-fixed`` with ``:ACCUMULATOR``.
+    """A tracker from its name: ``exact``, a naive cross-rank one (``naive-rank0``,
+    ``naive-rank-mean``, ``naive-padded``), or ``seed-broken``/``seed-fixed`` with ``:ACCUMULATOR``.
 
     ``seed-broken`` alone means ``seed-broken:python``, the seed's own code.
     """
     kind, _, accumulator = str(spec).partition(":")
     if kind not in TRACKER_KINDS:
         raise ValueError(
-            f"tracker={spec!r}: unknown; allowed: exact, seed-broken[:ACCUMULATOR], "
+            f"tracker={spec!r}: unknown; allowed: exact, {', '.join(NAIVE_RANK_TRACKERS)}, seed-broken[:ACCUMULATOR], "
             f"seed-fixed[:ACCUMULATOR] with ACCUMULATOR one of {', '.join(ACCUMULATORS)}"
         )
-    if kind == ExactTracker.kind:
+    if issubclass(TRACKER_KINDS[kind], ExactTracker):
         if accumulator and accumulator != "float64":
-            raise ValueError(f"tracker={spec!r}: exact always accumulates in float64; write 'exact'")
-        return ExactTracker()
+            raise ValueError(f"tracker={spec!r}: {kind} always accumulates in float64; write '{kind}'")
+        return TRACKER_KINDS[kind]()
     _check_accumulator(accumulator or "python")
     return TRACKER_KINDS[kind](accumulator or "python")

@@ -15,6 +15,14 @@ on a CPU, writes the same bytes an uninterrupted run would have.
 
 Non-finite batch losses are counted per epoch (``train_nonfinite_batches`` in every
 history); ``stop_on_nonfinite`` stops at the first one, before its optimizer step.
+``eval_only`` runs the same loop without gradients or optimizer steps (the histories' keys
+then start with ``eval_``): every epoch measures the same seeded model.
+
+Under ``torchrun`` (``ranks=`` from ``distributed.join``) the model is wrapped in
+``DistributedDataParallel``, each rank walks its ``DistributedSampler`` shard, the exact
+trackers get per-sample losses with the padding rows marked, and every tracker with a
+``sync`` sums its states over the ranks at the end of the epoch; rank 0 alone prints and
+writes the run folder (``05_distributed.ipynb``).
 """
 
 from __future__ import annotations
@@ -30,15 +38,18 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .data import DataSpec, SyntheticImages, preset
+from .data import DataSpec, EpochBatches, SyntheticImages, preset
+from .distributed import Ranks, rank_shard
 from .history import HistoryFileError, dumps_history, load_history
 from .model import SmallClassifier
 from .rundir import RunFolderError, commit_files, create_run_folder, remove_stale_staging
 from .seeding import seed_everything
-from .trackers import TOPK, make_tracker
+from .trackers import TOPK, ExactTracker, make_tracker
 
 __all__ = ["AMP_MODES", "CHECKPOINT", "NonFiniteLossError", "TrainConfig", "TrainResult", "format_epoch_line",
            "history_filename", "read_run_config", "train"]
@@ -72,6 +83,7 @@ class TrainConfig:
     classes: int | None = None
     batch_size: int | None = None
     stop_on_nonfinite: bool = False
+    eval_only: bool = False  # no gradients, no optimizer steps: each epoch measures the seeded model
     nan_batch: int | None = None  # 1-based batch of the run whose loss is made NaN (demos, fault tests)
 
     def __post_init__(self) -> None:
@@ -129,7 +141,10 @@ class TrainResult:
     them in memory. ``console[name]`` holds the same epochs as the console printed them
     (rounded to the printed digits); ``console_lines`` the printed lines. With
     ``train(..., trajectory=True)``, ``trajectories[name][e]`` is ``loss_sum`` after each
-    batch of epoch ``e + 1`` (a host sync per batch, so only when asked).
+    batch of epoch ``e + 1`` (a host sync per batch, so only when asked). With
+    ``train(..., records=True)``, ``records[e]`` holds this process's samples of epoch
+    ``e + 1`` in the order seen: ``sample_id``, per-sample ``loss``, ``counted``, ``outputs``
+    and ``labels`` (for checks computed without the trackers; small runs only).
     """
 
     config: TrainConfig
@@ -139,13 +154,19 @@ class TrainResult:
     console_lines: list[str] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
     trajectories: dict[str, list[list[float]]] = field(default_factory=dict)
+    records: list[dict[str, torch.Tensor]] = field(default_factory=list)
     out: Path | None = None
     model: nn.Module | None = None
 
+    @property
+    def phase(self) -> str:
+        """``train`` or ``eval``: the prefix of the history keys."""
+        return "eval" if self.config.eval_only else "train"
 
-def format_epoch_line(epoch: int, metrics: dict, tracker: str | None = None) -> str:
+
+def format_epoch_line(epoch: int, metrics: dict, tracker: str | None = None, phase: str = "train") -> str:
     """The seed's epoch line; with several trackers the tracker's name follows in brackets."""
-    line = f"Epoch {epoch} [Train]: loss={metrics['loss']:.4f}, top1={metrics['top1']:.2f}%, top5={metrics['top5']:.2f}%"
+    line = f"Epoch {epoch} [{phase.title()}]: loss={metrics['loss']:.4f}, top1={metrics['top1']:.2f}%, top5={metrics['top5']:.2f}%"
     return f"{line}  [{tracker}]" if tracker else line
 
 
@@ -162,10 +183,10 @@ def _tracker_history(tracker, config: TrainConfig) -> dict:
     return {"tracker": tracker.name, "accumulator": tracker.accumulator, "preset": config.preset}
 
 
-def _record_epoch(history: dict, tracker, metrics: dict, nonfinite_batches: int) -> None:
+def _record_epoch(history: dict, tracker, metrics: dict, nonfinite_batches: int, phase: str) -> None:
     state = {"loss_sum": float(tracker.loss_sum), "total": int(tracker.total), "nonfinite_batches": nonfinite_batches}
     for key, value in {**metrics, **state}.items():
-        history.setdefault(f"train_{key}", []).append(value)
+        history.setdefault(f"{phase}_{key}", []).append(value)
 
 
 def read_run_config(out) -> tuple[TrainConfig, list[str]]:
@@ -181,11 +202,13 @@ def read_run_config(out) -> tuple[TrainConfig, list[str]]:
 
 
 def train(config: TrainConfig, trackers, *, out=None, overwrite: bool = False, trajectory: bool = False,
-          resume: bool = False) -> TrainResult:
+          resume: bool = False, records: bool = False, ranks: Ranks | None = None) -> TrainResult:
     """Run ``config`` once, feeding every tracker (objects or names for ``make_tracker``).
 
     ``resume=True`` continues the run folder ``out`` from its checkpoint; ``config`` may differ
-    from the folder's only in ``epochs``, ``progress`` and ``device``.
+    from the folder's only in ``epochs``, ``progress`` and ``device``. ``ranks`` (from
+    ``distributed.join``) makes this process one rank of a ``torchrun`` run; only rank 0
+    uses ``out``.
     """
     trackers = [make_tracker(t) if isinstance(t, str) else t for t in trackers]
     names = [t.name for t in trackers]
@@ -195,17 +218,23 @@ def train(config: TrainConfig, trackers, *, out=None, overwrite: bool = False, t
         raise ValueError(f"trackers={names}: each tracker may appear once")
     device = _resolve_device(config.device)
     out = Path(out) if out is not None else None
+    if ranks is not None:
+        if resume:
+            raise ValueError("resume=True: a run under torchrun cannot be resumed; start it again")
+        if not ranks.writes_files:
+            out = None
     if resume:
         if out is None:
             raise ValueError("resume=True needs out=, the run folder to continue")
         state = _load_checkpoint(out, config, names)
-        return _run(config, trackers, device, out, trajectory, state)
+        return _run(config, trackers, device, out, trajectory, state, records, None)
     if out is not None:
         record = {"config": asdict(config), "data": asdict(config.data_spec()), "device": str(device), "trackers": names,
-                  "torch": torch.__version__, "python": platform.python_version()}
+                  "torch": torch.__version__, "python": platform.python_version(),
+                  "ranks": {"world": ranks.world, "backend": ranks.backend} if ranks else None}
         create_run_folder(out, overwrite, {"config.json": (json.dumps(record, indent=1) + "\n").encode()})
     try:
-        return _run(config, trackers, device, out, trajectory, None)
+        return _run(config, trackers, device, out, trajectory, None, records, ranks)
     except BaseException:
         if out is not None and not (out / CHECKPOINT).exists():
             shutil.rmtree(out, ignore_errors=True)  # nothing completed: leave no half-made run folder
@@ -277,24 +306,27 @@ def _restore(state: dict, model, optimizer, scaler, result: TrainResult) -> int:
 
 
 def _run(config: TrainConfig, trackers: list, device: torch.device, out: Path | None, trajectory: bool,
-         state: dict | None) -> TrainResult:
+         state: dict | None, records: bool, ranks: Ranks | None) -> TrainResult:
     spec = config.data_spec()
     seed_everything(config.seed)
-    model = SmallClassifier(spec.pixels, spec.classes, config.hidden).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    net = SmallClassifier(spec.pixels, spec.classes, config.hidden).to(device)
+    model = net if ranks is None else DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum)
     criterion = nn.CrossEntropyLoss()
     data = SyntheticImages(spec, seed=config.seed, device=device)
     amp_dtype = None if config.amp == "off" else getattr(torch, config.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "float16")
     names = [t.name for t in trackers]
+    talks = ranks is None or ranks.writes_files  # prints the console and shows the bar
+    model.train(not config.eval_only)
 
-    result = TrainResult(config=config, device=str(device), model=model, out=out)
+    result = TrainResult(config=config, device=str(device), model=net, out=out)
     for tracker in trackers:
         result.histories[tracker.name] = _tracker_history(tracker, config)
         result.console[tracker.name] = []
         if trajectory:
             result.trajectories[tracker.name] = []
-    done = _restore(state, model, optimizer, scaler, result) if state is not None else 0
+    done = _restore(state, net, optimizer, scaler, result) if state is not None else 0
 
     step = done * spec.batches_per_epoch
     for epoch in range(done + 1, config.epochs + 1):
@@ -303,53 +335,84 @@ def _run(config: TrainConfig, trackers: list, device: torch.device, out: Path | 
             tracker.reset()
         for sums in result.trajectories.values():
             sums.append([])
+        seen = {key: [] for key in ("sample_id", "loss", "counted", "outputs", "labels")} if records else None
         nonfinite = torch.zeros((), dtype=torch.int64, device=device)
-        batches = data.batches(epoch - 1)
-        bar = tqdm(batches, total=len(batches), desc=f"Epoch {epoch} [Train]", disable=not config.progress,
-                   leave=False, mininterval=PROGRESS_SECONDS)
-        for batch_idx, (images, labels, _metadata) in enumerate(bar):
+        batches = _epoch_batches(data, epoch, ranks)
+        bar = tqdm(batches, total=len(batches), desc=f"Epoch {epoch} [{result.phase.title()}]",
+                   disable=not (config.progress and talks), leave=False, mininterval=PROGRESS_SECONDS)
+        for batch_idx, (images, labels, metadata) in enumerate(bar):
             step += 1
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None), \
+                    torch.set_grad_enabled(not config.eval_only):
                 outputs = model(images)
-                loss = criterion(outputs, labels)
+                per_sample = F.cross_entropy(outputs, labels, reduction="none") if ranks or records else None
+                loss = criterion(outputs, labels) if ranks is None else per_sample.mean()
             if step == config.nan_batch:
                 loss = loss * math.nan
+                per_sample = per_sample * math.nan if per_sample is not None else None
             nonfinite += ~torch.isfinite(loss.detach())
             if config.stop_on_nonfinite and not torch.isfinite(loss):
                 bar.close()
                 raise NonFiniteLossError(
                     f"epoch {epoch}, batch {batch_idx + 1}: loss is {loss.item()}; stopped before its optimizer step "
                     f"(stop_on_nonfinite); the run folder holds the {epoch - 1} completed epoch(s)")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            if not config.eval_only:
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             loss, outputs = loss.detach(), outputs.detach()
+            counted = metadata.get("counted")
             for tracker in trackers:
-                tracker.update(loss, outputs, labels)
+                if ranks is not None and isinstance(tracker, ExactTracker):
+                    tracker.update(per_sample.detach(), outputs, labels, counted=counted)
+                else:
+                    tracker.update(loss, outputs, labels)
             for tracker in trackers if trajectory else ():
                 result.trajectories[tracker.name][-1].append(float(tracker.loss_sum))
-            if config.progress and (batch_idx % POSTFIX_EVERY == 0 or batch_idx == len(batches) - 1):
+            if seen is not None:
+                everyone = torch.ones_like(labels, dtype=torch.bool)
+                for key, value in (("sample_id", metadata["sample_id"]), ("loss", per_sample.detach()),
+                                   ("counted", everyone if counted is None else counted), ("outputs", outputs),
+                                   ("labels", labels)):
+                    seen[key].append(value.cpu())
+            if config.progress and talks and (batch_idx % POSTFIX_EVERY == 0 or batch_idx == len(batches) - 1):
                 bar.set_postfix(_postfix(trackers[0].get_metrics()), refresh=False)
         bar.close()
-        _finish_epoch(result, trackers, epoch, int(nonfinite))
+        if ranks is not None:
+            ranks.sum_(nonfinite)
+            for tracker in trackers:
+                if hasattr(tracker, "sync"):
+                    tracker.sync(ranks)
+        if seen is not None:
+            result.records.append({key: torch.cat(values) for key, values in seen.items()})
+        _finish_epoch(result, trackers, epoch, int(nonfinite), talks)
         result.epoch_seconds.append(time.perf_counter() - started)
         if out is not None:
             files = {history_filename(name): dumps_history(result.histories[name]).encode() for name in names}
             files["console.log"] = ("\n".join(result.console_lines) + "\n").encode()
-            files[CHECKPOINT] = _checkpoint_bytes(epoch, config, names, model, optimizer, scaler, result)
+            files[CHECKPOINT] = _checkpoint_bytes(epoch, config, names, net, optimizer, scaler, result)
             commit_files(out, files)
     return result
 
 
-def _finish_epoch(result: TrainResult, trackers: list, epoch: int, nonfinite_batches: int) -> None:
-    """Record each tracker's epoch and print the console lines."""
+def _epoch_batches(data: SyntheticImages, epoch: int, ranks: Ranks | None) -> EpochBatches:
+    """The whole epoch in one process; this rank's ``DistributedSampler`` shard under torchrun."""
+    if ranks is None:
+        return data.batches(epoch - 1)
+    order, counted = rank_shard(len(data), ranks.world, ranks.rank, data.seed, epoch - 1)
+    return EpochBatches(data, order, counted)
+
+
+def _finish_epoch(result: TrainResult, trackers: list, epoch: int, nonfinite_batches: int, talks: bool) -> None:
+    """Record each tracker's epoch and print the console lines (``talks``: this process prints)."""
     several = len(trackers) > 1
     for tracker in trackers:
         metrics = tracker.get_metrics()
-        _record_epoch(result.histories[tracker.name], tracker, metrics, nonfinite_batches)
-        line = format_epoch_line(epoch, metrics, tracker.name if several else None)
-        print(line, flush=True)
+        _record_epoch(result.histories[tracker.name], tracker, metrics, nonfinite_batches, result.phase)
+        line = format_epoch_line(epoch, metrics, tracker.name if several else None, result.phase)
+        if talks:
+            print(line, flush=True)
         result.console_lines.append(line)
         shown = _postfix(metrics)
         result.console[tracker.name].append({k: float(v.rstrip("%")) for k, v in shown.items()})

@@ -1,0 +1,126 @@
+"""Several processes under ``torchrun``: DDP training with exact epoch metrics across ranks.
+
+``torchrun --nproc-per-node N -m accumbug run ...`` starts N copies of the command; each
+finds its rank in the environment torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``),
+joins the process group (``join``: gloo on a CPU, NCCL on GPUs) and trains a
+``DistributedDataParallel`` model on its ``DistributedSampler`` shard (``rank_shard``).
+
+Epoch metrics go wrong across ranks in three usual ways, each a tracker in ``trackers.py``
+and a row in ``05_distributed.ipynb``: rank 0 logs its own shard (``naive-rank0``), the
+ranks' means are averaged (``naive-rank-mean``), and the sampler's padding is counted
+(``naive-padded``). ``DistributedSampler`` pads its shuffled order to a multiple of the world
+size by repeating the head of that order, so with 1,032 samples on 5 ranks three sample ids
+appear twice. The exact answer: every rank sums float64 losses and int64 counts, counting a
+sample id only where it first appears in the padded order (``counted``), and one
+``all_reduce`` per state type adds the ranks' sums (``ExactTracker.sync``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler
+
+__all__ = ["Ranks", "join", "launched_by_torchrun", "leave", "rank_shard", "torchrun_command", "torchrun_run"]
+
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in the run: ``rank`` of ``world``, its GPU index, the backend."""
+
+    rank: int
+    world: int
+    local_rank: int
+    backend: str
+
+    @property
+    def writes_files(self) -> bool:
+        """Rank 0 alone prints the console and writes the run folder."""
+        return self.rank == 0
+
+    def sum_(self, tensor: torch.Tensor) -> None:
+        """Sum ``tensor`` over all ranks, in place (``all_reduce``)."""
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process was started by ``torchrun`` (or anything that sets its variables)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def join(device: str = "auto") -> tuple[Ranks, str]:
+    """Join the process group torchrun describes; returns the ranks and this rank's device name.
+
+    ``device="auto"`` gives NCCL on ``cuda:LOCAL_RANK`` when CUDA is present, gloo on the CPU
+    otherwise; ``device="cpu"`` forces gloo.
+    """
+    missing = [name for name in TORCHRUN_VARIABLES if name not in os.environ]
+    if missing:
+        raise ValueError(f"environment lacks {', '.join(missing)}: start the run with "
+                         f"torchrun --nproc-per-node N -m accumbug run ...")
+    local_rank = int(os.environ["LOCAL_RANK"])
+    use_cuda = device != "cpu" and torch.cuda.is_available()
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise ValueError(f"device={device!r}: with torchrun use auto, cpu or cuda (each rank takes cuda:LOCAL_RANK)")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    backend = "nccl" if use_cuda else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    ranks = Ranks(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank, backend=backend)
+    return ranks, f"cuda:{local_rank}" if use_cuda else "cpu"
+
+
+def leave() -> None:
+    """Leave the process group (the end of a run, or after an error)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank_shard(samples: int, world: int, rank: int, seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rank``'s sample indices for ``epoch`` as ``DistributedSampler`` gives them, and which it counts.
+
+    The sampler's padded order has ``world * ceil(samples / world)`` entries; this rank holds
+    entries ``rank, rank + world, ...``. Entries at positions ``>= samples`` repeat the head of
+    the order, so ``counted`` is False exactly there: each sample id is counted once over all
+    ranks.
+    """
+    sampler = DistributedSampler(range(samples), num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    sampler.set_epoch(epoch)
+    order = torch.tensor(list(sampler), dtype=torch.int64)
+    positions = torch.arange(len(order)) * world + rank
+    return order, positions < samples
+
+
+def torchrun_command(world: int, run_args: list[str], port: int = 0) -> list[str]:
+    """``torchrun --nproc-per-node WORLD -m accumbug run RUN_ARGS`` on this machine, as a command list.
+
+    ``port=0`` lets torchrun's standalone rendezvous pick a free port, so several runs can
+    start one after another (or side by side) without clashing.
+    """
+    if isinstance(world, bool) or not isinstance(world, int) or world < 1:
+        raise ValueError(f"world={world!r}: must be a whole number of ranks >= 1")
+    rendezvous = ["--standalone"] if port == 0 else ["--master-port", str(port)]
+    return [sys.executable, "-m", "torch.distributed.run", *rendezvous, "--nproc-per-node", str(world),
+            "-m", "accumbug", "run", *run_args]
+
+
+def torchrun_run(world: int, run_args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``torchrun_command`` to the end on the CPU (gloo); its output comes back as text.
+
+    Raises ``RuntimeError`` with the ranks' error output when the run fails
+    (``05_distributed.ipynb`` launches its runs this way).
+    """
+    env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARIABLES}  # a fresh run, not a nested one
+    done = subprocess.run(torchrun_command(world, [*run_args, "--device", "cpu"]), capture_output=True, text=True,
+                          env=env, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"torchrun with {world} ranks exited with {done.returncode}:\n{done.stderr[-3000:]}")
+    return done

@@ -1,0 +1,247 @@
+"""Epoch metrics across ranks: gloo on CPU with 2, 3 and 5 ranks, and torchrun end to end.
+
+Each world size runs once (``ranks_run``): an evaluation pass, then two training epochs,
+every rank recording its samples (``train(..., records=True)``). The tests recompute every
+tracker's value from those records, without the trackers: the exact one counts each
+sample id once (1,032, never the padded 1,035), and each naive one is off by what the
+records say it should be.
+"""
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from accumbug.data import preset
+from accumbug.distributed import join, launched_by_torchrun, leave, rank_shard, torchrun_command, torchrun_run
+from accumbug.history import load_history
+from accumbug.plots import plot_rank_errors
+from accumbug.report import rank_rows
+from accumbug.train import CHECKPOINT, TrainConfig, history_filename, train
+from accumbug.trackers import ExactTracker
+
+TRACKERS = ["exact", "naive-rank0", "naive-rank-mean", "naive-padded"]
+EVAL = TrainConfig(preset="tiny", epochs=1, eval_only=True, device="cpu")
+TRAIN = TrainConfig(preset="tiny", epochs=2, device="cpu")
+SAMPLES = preset("tiny").samples  # 1,032
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _rank_main(rank: int, world: int, port: int, folder: str) -> None:
+    """One rank of ``ranks_run``: join over gloo, evaluate, train, save what this rank saw."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    ranks, device = join("cpu")
+    try:
+        runs = {name: train(config, TRACKERS, records=True, ranks=ranks)
+                for name, config in (("eval", EVAL), ("train", TRAIN))}
+    finally:
+        leave()
+    torch.save({name: {"histories": run.histories, "records": run.records} for name, run in runs.items()},
+               os.path.join(folder, f"rank{rank}.pt"))
+
+
+@pytest.fixture(scope="module", params=[2, 3, 5], ids=lambda world: f"{world}-ranks")
+def ranks_run(request, tmp_path_factory):
+    """Every rank's histories and records for one world size."""
+    world, folder = request.param, tmp_path_factory.mktemp(f"ranks{request.param}")
+    mp.start_processes(_rank_main, args=(world, _free_port(), str(folder)), nprocs=world, start_method="spawn")
+    saved = [torch.load(folder / f"rank{rank}.pt", weights_only=False) for rank in range(world)]
+    return world, saved
+
+
+@pytest.fixture(scope="module")
+def single_eval():
+    return train(EVAL, ["exact"], records=True)
+
+
+def _loss(records: list[dict], rows=lambda r: r["counted"]) -> float:
+    """The float64 mean of the chosen rows' per-sample losses."""
+    losses = torch.cat([r["loss"][rows(r)] for r in records]).double()
+    return losses.mean().item()
+
+
+def _hits(records: list[dict], k: int) -> int:
+    """Counted rows whose label is among the top ``k`` outputs, by ``torch.topk``."""
+    found = [(r["outputs"].topk(k, 1).indices == r["labels"].view(-1, 1)).any(1) & r["counted"] for r in records]
+    return int(sum(f.sum() for f in found))
+
+
+def test_shards_count_every_sample_once_and_pad_to_a_multiple_of_the_world():
+    for world in (1, 2, 3, 5, 7):
+        shards = [rank_shard(SAMPLES, world, rank, seed=0, epoch=4) for rank in range(world)]
+        padded = sum(len(order) for order, _ in shards)
+        assert padded == world * math.ceil(SAMPLES / world)
+        counted = torch.cat([order[keep] for order, keep in shards])
+        assert sorted(counted.tolist()) == list(range(SAMPLES))
+        duplicates = torch.cat([order[~keep] for order, keep in shards])
+        assert len(duplicates) == padded - SAMPLES and set(duplicates.tolist()) <= set(counted.tolist())
+    assert sum(len(rank_shard(SAMPLES, 5, r, 0, 0)[0]) for r in range(5)) == 1035
+
+
+def test_per_sample_losses_with_every_row_counted_equal_the_batch_mean_path(stream):
+    by_mean, by_sample = ExactTracker(), ExactTracker()
+    for _, outputs, labels in stream:
+        losses = torch.nn.functional.cross_entropy(outputs, labels, reduction="none")
+        by_mean.update(losses.mean(), outputs, labels)
+        by_sample.update(losses, outputs, labels, counted=torch.ones_like(labels, dtype=torch.bool))
+    mean, sample = by_mean.get_metrics(), by_sample.get_metrics()
+    assert sample["loss"] == pytest.approx(mean["loss"], rel=1e-6)
+    assert (sample["top1"], sample["top5"], sample["samples"]) == (mean["top1"], mean["top5"], mean["samples"])
+
+
+def test_counted_rows_leave_out_the_others_losses_and_hits(stream):
+    tracker = ExactTracker()
+    _, outputs, labels = stream[0]
+    losses = torch.nn.functional.cross_entropy(outputs, labels, reduction="none")
+    keep = torch.arange(len(labels)) < 5
+    tracker.update(losses, outputs, labels, counted=keep)
+    assert tracker.total == 5
+    assert tracker.get_metrics()["loss"] == pytest.approx(losses[:5].double().mean().item(), rel=1e-12)
+    assert int(tracker.rank_hits.sum()) == int((outputs[:5].topk(5, 1).indices == labels[:5, None]).any(1).sum())
+
+
+def test_counted_needs_per_sample_losses(stream):
+    loss, outputs, labels = stream[0]
+    with pytest.raises(ValueError, match=r"loss shape \(\): with counted= give per-sample losses"):
+        ExactTracker().update(loss, outputs, labels, counted=torch.ones(len(labels), dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"counted shape \(3,\)"):
+        ExactTracker().update(loss.expand(len(labels)), outputs, labels, counted=torch.ones(3, dtype=torch.bool))
+
+
+def test_evaluation_across_ranks_equals_one_process(ranks_run, single_eval):
+    world, saved = ranks_run
+    one = single_eval.histories["exact"]
+    for rank in range(world):
+        exact = saved[rank]["eval"]["histories"]["exact"]
+        assert exact["eval_total"] == [SAMPLES]  # never the padded count
+        assert exact["eval_top1"] == one["eval_top1"] and exact["eval_top5"] == one["eval_top5"]
+        assert exact["eval_loss"] == pytest.approx(one["eval_loss"], rel=1e-6)
+    records = [saved[rank]["eval"]["records"][0] for rank in range(world)]
+    assert exact["eval_top1"][0] == _hits(records, 1) / SAMPLES * 100
+    assert exact["eval_top5"][0] == _hits(records, 5) / SAMPLES * 100
+
+
+@pytest.mark.parametrize("phase", ["eval", "train"])
+def test_each_tracker_equals_its_value_recomputed_from_every_ranks_samples(ranks_run, phase):
+    world, saved = ranks_run
+    rank0 = saved[0][phase]["histories"]
+    for epoch, records in enumerate(zip(*(saved[rank][phase]["records"] for rank in range(world)))):
+        ids = torch.cat([r["sample_id"][r["counted"]] for r in records])
+        assert sorted(ids.tolist()) == list(range(SAMPLES))  # each sample counted exactly once
+        everything = lambda r: torch.ones_like(r["counted"])  # noqa: E731 - padding rows included
+        expected = {
+            "exact": _loss(records),
+            "naive-rank0": _loss(records[:1], everything),
+            "naive-rank-mean": sum(_loss([r], everything) for r in records) / world,
+            "naive-padded": _loss(records, everything),
+        }
+        for name, value in expected.items():
+            assert rank0[name][f"{phase}_loss"][epoch] == pytest.approx(value, rel=1e-9), name
+        padded = sum(len(r["counted"]) for r in records)
+        assert rank0["naive-padded"][f"{phase}_total"][epoch] == padded == world * math.ceil(SAMPLES / world)
+        assert rank0["exact"][f"{phase}_total"][epoch] == SAMPLES
+        assert rank0["naive-rank0"][f"{phase}_total"][epoch] == len(records[0]["counted"])
+
+
+def test_training_across_ranks_equals_the_sample_weighted_mean_of_batch_losses(ranks_run):
+    """Batch means (float32) weighted by batch size, over all ranks: what the exact tracker must give."""
+    world, saved = ranks_run
+    size = TRAIN.data_spec().batch_size
+    for epoch in range(TRAIN.epochs):
+        weighted, samples = 0.0, 0
+        for rank in range(world):
+            record = saved[rank]["train"]["records"][epoch]
+            for start in range(0, len(record["loss"]), size):
+                losses, keep = record["loss"][start:start + size], record["counted"][start:start + size]
+                weighted += losses[keep].mean().item() * int(keep.sum()) if keep.any() else 0.0
+                samples += int(keep.sum())
+        assert samples == SAMPLES
+        exact = saved[0]["train"]["histories"]["exact"]["train_loss"][epoch]
+        assert exact == pytest.approx(weighted / samples, rel=1e-6)
+
+
+def _torchrun(world: int, *args: str) -> subprocess.Popen:
+    command = torchrun_command(world, ["--preset", "tiny", "--no-progress", "--device", "cpu", *args])
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_torchrun_run_prints_and_writes_on_rank_0_only(tmp_path):
+    out = tmp_path / "run"
+    stdout = torchrun_run(2, ["--preset", "tiny", "--no-progress", "--eval-only", "--epochs", "1", "--out", str(out)]).stdout
+    lines = [line for line in stdout.splitlines() if line.startswith("Epoch 1 [Eval]")]
+    assert len(lines) == 4  # one line per default tracker, from rank 0 alone
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["config.json", "console.log", CHECKPOINT, "divergence.png", *(history_filename(n) for n in TRACKERS)])
+    assert load_history(out / history_filename("exact"))["eval_total"] == [SAMPLES]
+    rows = rank_rows({"2 ranks": out})
+    assert [row["tracker"] for row in rows] == TRACKERS and rows[0]["samples"] == SAMPLES
+    assert rows[0]["error_pct"] == 0 and rows[1]["error_pct"] != 0  # rank 0's shard alone is not the epoch
+    bars = plot_rank_errors(rows).axes[0].patches
+    assert [bar.get_height() for bar in bars] == [row["error_pct"] for row in rows[1:]]
+
+
+def test_a_failed_torchrun_run_raises_with_the_ranks_errors():
+    with pytest.raises(RuntimeError, match=r"torchrun with 2 ranks exited with 1:(.|\n)*rank [01] of 2: error: tracker='nope'"):
+        torchrun_run(2, ["--preset", "tiny", "--tracker", "nope"])
+
+
+def _workers(parent: int) -> dict[int, int]:
+    """The torchrun workers under ``parent``: rank -> pid, read from /proc."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            if ppid != parent:
+                continue
+            with open(f"/proc/{entry}/environ", "rb") as environ:
+                variables = dict(v.split(b"=", 1) for v in environ.read().split(b"\0") if b"=" in v)
+            found[int(variables[b"RANK"])] = int(entry)
+        except (OSError, ValueError, KeyError, IndexError):
+            continue
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker processes through /proc")
+def test_a_killed_rank_ends_the_run_with_an_error_and_whole_histories(tmp_path):
+    out = tmp_path / "run"
+    process = _torchrun(2, "--epochs", "500", "--out", str(out), "--tracker", "exact", "--tracker", "naive-rank0")
+    deadline = time.monotonic() + 120
+    while not (out / CHECKPOINT).exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    workers = _workers(process.pid)
+    assert (out / CHECKPOINT).exists() and 1 in workers, process.stderr.read() if process.poll() is not None else ""
+    os.kill(workers[1], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "local_rank: 1" in stderr and "Signal 9 (SIGKILL)" in stderr
+    histories = [load_history(out / history_filename(name)) for name in ("exact", "naive-rank0")]
+    epochs = len(histories[0]["train_loss"])
+    assert 1 <= epochs < 500 and all(len(h["train_loss"]) == epochs for h in histories)
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_torchrun_rejects_resume_and_a_missing_environment(tmp_path, monkeypatch, capsys):
+    from accumbug.cli import main
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert launched_by_torchrun()
+    assert main(["run", "--resume", str(tmp_path)]) == 2
+    assert "accumbug rank 1 of 2: error: --resume" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="environment lacks"):
+        join("cpu")
