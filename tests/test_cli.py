@@ -1,9 +1,14 @@
 import subprocess
 import sys
 
+import torch
 
 from accumbug.cli import REPRODUCE_TRACKERS, main
-from accumbug.train import history_filename
+from accumbug.data import preset
+from accumbug.history import load_history
+from accumbug.model import SmallClassifier
+from accumbug.seeding import seed_everything
+from accumbug.train import CHECKPOINT, history_filename
 
 
 def test_reproduce_prints_the_table_and_writes_the_folder_and_figure(tmp_path, capsys):
@@ -31,3 +36,18 @@ def test_python_dash_m_entry_point(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 2 and "--epochs: 0 is below the minimum of 1" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_only_measures_the_seeded_model_without_changing_it(tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["run", "--preset", "tiny", "--epochs", "2", "--eval-only", "--tracker", "exact", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert "Epoch 2 [Eval]: loss=" in capsys.readouterr().out
+    history = load_history(out / history_filename("exact"))
+    assert "train_loss" not in history and history["eval_total"] == [1032, 1032]
+    assert history["eval_top1"][0] == history["eval_top1"][1]  # the same model in another order
+    assert abs(history["eval_loss"][0] / history["eval_loss"][1] - 1) < 1e-6
+    saved = torch.load(out / CHECKPOINT, weights_only=True)["model"]
+    seed_everything(0)
+    seeded = SmallClassifier(preset("tiny").pixels, preset("tiny").classes).state_dict()
+    assert all(torch.equal(saved[name], seeded[name]) for name in seeded)
