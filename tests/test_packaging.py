@@ -9,7 +9,7 @@ import yaml
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[1]
-CONDA_NAMES = {"pytorch": "torch"}  # conda-forge name -> PyPI name
+CONDA_NAMES = {"pytorch": "torch", "playwright-python": "playwright"}  # conda-forge name -> PyPI name
 
 
 def _split(requirement: str) -> tuple[str, str]:
