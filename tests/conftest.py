@@ -1,4 +1,6 @@
-"""Small shared fixtures: a loss stream with a partial last batch, and a tiny run config."""
+"""Small shared fixtures: a loss stream with a partial last batch, its exact mean, and a free local port."""
+
+import socket
 
 import pytest
 import torch
@@ -29,3 +31,13 @@ def per_sample_mean(stream):
     """The float64 per-sample mean of the stream's losses: the truth every tracker is judged by."""
     losses = [F.cross_entropy(o.double(), y, reduction="none") for _, o, y in stream]
     return torch.cat(losses).mean().item()
+
+
+@pytest.fixture(scope="session")
+def free_port():
+    """A function that finds a free TCP port on 127.0.0.1 (JupyterLab, gloo process groups)."""
+    def pick() -> int:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+    return pick

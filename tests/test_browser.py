@@ -26,7 +26,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -81,12 +80,6 @@ def _notebook_without_outputs(source: Path, target: Path) -> int:
     return code_cells
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _wait_for_server(server: subprocess.Popen, url: str, log: Path) -> None:
     """Poll ``/api/status`` until the server answers; fail with its log if it exits or takes too long."""
     deadline = time.monotonic() + SERVER_START_S
@@ -115,7 +108,7 @@ def _stop(server: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab(tmp_path_factory, free_port):
     """JupyterLab serving a copy of the explorer notebook; yields (base URL, number of code cells)."""
     if importlib.util.find_spec("jupyterlab") is None:
         _absent("JupyterLab is not installed (it is in the lab extra: pip install -e '.[lab,test]')")
@@ -128,7 +121,7 @@ def lab(tmp_path_factory):
     (folders["config"] / "labconfig").mkdir()
     (folders["config"] / "labconfig" / "page_config.json").write_text(
         json.dumps({"disabledExtensions": {plugin: True for plugin in DISABLED_PLUGINS}}))
-    port = _free_port()
+    port = free_port()
     command = [
         sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
         "--ServerApp.port_retries=0", f"--ServerApp.root_dir={folders['notebooks']}",

@@ -10,7 +10,6 @@ records say it should be.
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,12 +32,6 @@ TRAIN = TrainConfig(preset="tiny", epochs=2, device="cpu")
 SAMPLES = preset("tiny").samples  # 1,032
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _rank_main(rank: int, world: int, port: int, folder: str) -> None:
     """One rank of ``ranks_run``: join over gloo, evaluate, train, save what this rank saw."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
@@ -55,10 +48,10 @@ def _rank_main(rank: int, world: int, port: int, folder: str) -> None:
 
 
 @pytest.fixture(scope="module", params=[2, 3, 5], ids=lambda world: f"{world}-ranks")
-def ranks_run(request, tmp_path_factory):
+def ranks_run(request, tmp_path_factory, free_port):
     """Every rank's histories and records for one world size."""
     world, folder = request.param, tmp_path_factory.mktemp(f"ranks{request.param}")
-    mp.start_processes(_rank_main, args=(world, _free_port(), str(folder)), nprocs=world, start_method="spawn")
+    mp.start_processes(_rank_main, args=(world, free_port(), str(folder)), nprocs=world, start_method="spawn")
     saved = [torch.load(folder / f"rank{rank}.pt", weights_only=False) for rank in range(world)]
     return world, saved
 
