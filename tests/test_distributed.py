@@ -212,7 +212,8 @@ def _workers(parent: int) -> dict[int, int]:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker processes through /proc")
 def test_a_killed_rank_ends_the_run_with_an_error_and_whole_histories(tmp_path):
     out = tmp_path / "run"
-    process = _torchrun(2, "--epochs", "500", "--out", str(out), "--tracker", "exact", "--tracker", "naive-rank0")
+    process = _torchrun(2, "--epochs", "500", "--out", str(out), "--tracker", "exact", "--tracker", "naive-rank0",
+                        "--tracker", "seed-broken")
     deadline = time.monotonic() + 120
     while not (out / CHECKPOINT).exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -222,9 +223,10 @@ def test_a_killed_rank_ends_the_run_with_an_error_and_whole_histories(tmp_path):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0
     assert "local_rank: 1" in stderr and "Signal 9 (SIGKILL)" in stderr
-    histories = [load_history(out / history_filename(name)) for name in ("exact", "naive-rank0")]
+    histories = [load_history(out / history_filename(name)) for name in ("exact", "naive-rank0", "seed-broken:python")]
     epochs = len(histories[0]["train_loss"])
     assert 1 <= epochs < 500 and all(len(h["train_loss"]) == epochs for h in histories)
+    assert histories[2]["train_total"] == [SAMPLES // 2] * epochs  # the seed's tracker is not reduced: rank 0's shard
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no staging left behind
 
 
