@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from accumbug.exercises import check_accumulator, check_epoch_loss, check_serialiser
+from accumbug.exercises import check_accumulator, check_epoch_loss, check_rank_reduction, check_serialiser
 from accumbug.mechanisms import InPlaceMeanTracker
 
 EXERCISES = Path(__file__).resolve().parents[1] / "notebooks" / "exercises"
@@ -30,8 +30,9 @@ def run_code_cells(path: Path) -> tuple[str, dict]:
     return printed.getvalue(), namespace
 
 
-def test_there_are_three_exercises_each_with_a_solution():
-    assert NAMES == ["01_fix_the_tracker.ipynb", "02_choose_the_accumulator.ipynb", "03_lossless_history.ipynb"]
+def test_there_are_four_exercises_each_with_a_solution():
+    assert NAMES == ["01_fix_the_tracker.ipynb", "02_choose_the_accumulator.ipynb", "03_lossless_history.ipynb",
+                     "04_reduce_across_ranks.ipynb"]
     assert sorted(p.name for p in (EXERCISES / "solutions").glob("*.ipynb")) == NAMES
 
 
@@ -106,3 +107,34 @@ def test_serialiser_check_rejects_pythons_json_and_accepts_the_packages_own_form
     from accumbug.history import dumps_history, loads_history
     assert check_serialiser(dumps_history, loads_history).passed
     assert not check_serialiser(lambda h: json.dumps(h, allow_nan=False), json.loads).passed
+
+
+class RankSums:
+    """A rank tracker that sends sums and counts: right unless ``count_padding`` or ``send_means``."""
+
+    count_padding = send_means = False
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.loss_sum, self.samples = 0.0, 0
+
+    def update(self, losses, counted):
+        keep = counted | self.count_padding
+        self.loss_sum += float(losses[keep].double().sum())
+        self.samples += int(keep.sum())
+
+    def state(self):
+        return [self.loss_sum / self.samples, 1] if self.send_means else [self.loss_sum, self.samples]
+
+    def compute(self, summed):
+        return summed[0] / summed[1]
+
+
+@pytest.mark.parametrize("wrong, failing", [("count_padding", [False, True, True, False]),
+                                            ("send_means", [False, True, True, False])])
+def test_rank_check_accepts_sums_and_names_each_mistake(wrong, failing):
+    assert check_rank_reduction(RankSums).passed
+    mistaken = type("Mistaken", (RankSums,), {wrong: True})
+    assert [not ok for ok, _ in check_rank_reduction(mistaken).cases] == failing

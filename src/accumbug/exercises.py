@@ -9,7 +9,8 @@ solutions in ``notebooks/exercises/solutions/``.
 
 1. ``check_epoch_loss``: a tracker to fix (``01_fix_the_tracker.ipynb``);
 2. ``check_accumulator``: a tracker and accumulator to choose (``02_choose_the_accumulator.ipynb``);
-3. ``check_serialiser``: a history writer to make lossless (``03_lossless_history.ipynb``).
+3. ``check_serialiser``: a history writer to make lossless (``03_lossless_history.ipynb``);
+4. ``check_rank_reduction``: an epoch loss put together across ranks (``04_reduce_across_ranks.ipynb``).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from typing import Callable
 import torch
 
 from .data import preset
+from .distributed import rank_shard
 from .history import loads_strict
 from .mechanisms import scenario_losses
 from .streams import batch_sizes, replay, trajectory_note
 from .trackers import make_tracker
 
-__all__ = ["Check", "check_accumulator", "check_epoch_loss", "check_serialiser"]
+__all__ = ["Check", "check_accumulator", "check_epoch_loss", "check_rank_reduction", "check_serialiser"]
 
 EXACT_WITHIN = 1e-9  # relative: what "equals the exact loss" means in the checks
 
@@ -189,3 +191,62 @@ def check_serialiser(save: Callable[[dict], str], load: Callable[[str], dict]) -
 
     return Check(tuple(_attempt(name, case) for name, case in (
         ("strict JSON", strict), ("lossless", lossless), ("plain when finite", plain))))
+
+
+RANK_BATCH = 16  # per rank, as in ``05_distributed.ipynb``
+
+
+def _rank_epoch(cls, losses: torch.Tensor, world: int, trackers=None) -> tuple[float, float]:
+    """One epoch on ``world`` simulated ranks: each rank's tracker takes its shard's batches, then
+    ``state()`` is summed over the ranks (what ``all_reduce`` does) and rank 0 computes.
+
+    Returns the learner's epoch loss and the exact one (each sample id once).
+    """
+    trackers = trackers or [cls() for _ in range(world)]
+    for rank, tracker in enumerate(trackers):
+        order, counted = rank_shard(len(losses), world, rank, seed=0, epoch=0)
+        for start in range(0, len(order), RANK_BATCH):
+            tracker.update(losses[order[start:start + RANK_BATCH]], counted[start:start + RANK_BATCH])
+    states = [[float(v) for v in tracker.state()] for tracker in trackers]
+    if len({len(state) for state in states}) != 1:
+        raise ValueError(f"state() gave lists of different lengths on different ranks: {states}")
+    summed = [math.fsum(column) for column in zip(*states)]
+    return float(trackers[0].compute(summed)), math.fsum(losses.double().tolist()) / len(losses)
+
+
+def check_rank_reduction(cls) -> Check:
+    """Check a class with ``reset()``, ``update(losses, counted)``, ``state() -> list`` and ``compute(summed)``.
+
+    Each simulated rank feeds its own instance its ``DistributedSampler`` shard in batches of
+    16: ``losses`` is the batch's per-sample losses (float32), ``counted`` is False on the
+    sampler's padding repeats. ``state()`` is what the rank sends; the check sums each entry
+    over the ranks (``all_reduce``) and passes the sums to ``compute``. The epoch loss must be
+    the per-sample mean over every sample id once, on 2, 3, 4 and 5 ranks, and after
+    ``reset()``.
+    """
+    generator = torch.Generator().manual_seed(0)
+    tiny = preset("tiny").samples  # 1,032: pads to 1,035 on 5 ranks
+    losses = torch.rand(tiny, generator=generator) * 4 + 1
+
+    def ranks(world: int, samples: int):
+        def case():
+            value, truth = _rank_epoch(cls, losses[:samples], world)
+            shard = -(-samples // world)
+            return _close(value, truth), (f"{samples:,} samples on {world} ranks ({shard} per rank, "
+                                          f"{shard * world - samples} padding repeats) give {value:.6f}; "
+                                          f"per-sample mean {truth:.6f}")
+        return case
+
+    def fresh_epoch():
+        trackers = [cls() for _ in range(2)]
+        _rank_epoch(cls, losses, 2, trackers)
+        for tracker in trackers:
+            tracker.reset()
+        value, truth = _rank_epoch(cls, losses[:100], 2, trackers)
+        return _close(value, truth), f"after reset(), a 100-sample epoch on 2 ranks gives {value:.6f}; exact {truth:.6f}"
+
+    return Check(tuple(_attempt(name, case) for name, case in (
+        ("2 ranks, a partial last batch on each", ranks(2, tiny)),
+        ("4 ranks, shards of 258 and 257 counted samples", ranks(4, tiny - 2)),
+        ("5 ranks, three padding repeats", ranks(5, tiny)),
+        ("reset", fresh_epoch))))
