@@ -7,6 +7,7 @@ sample id once (1,032, never the padded 1,035), and each naive one is off by wha
 records say it should be.
 """
 
+import json
 import math
 import os
 import signal
@@ -240,3 +241,19 @@ def test_torchrun_rejects_resume_and_a_missing_environment(tmp_path, monkeypatch
     assert "accumbug rank 1 of 2: error: --resume" in capsys.readouterr().err
     with pytest.raises(ValueError, match="environment lacks"):
         join("cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the NCCL backend)")
+def test_nccl_evaluation_equals_one_process(tmp_path):
+    world, out = min(torch.cuda.device_count(), 2), tmp_path / "nccl"
+    command = torchrun_command(world, ["--preset", "tiny", "--eval-only", "--epochs", "1", "--no-progress",
+                                       "--tracker", "exact", "--out", str(out)])
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "config.json").read_text())["ranks"] == {"world": world, "backend": "nccl"}
+    one = train(TrainConfig(preset="tiny", epochs=1, eval_only=True, device="cuda"), ["exact"]).histories["exact"]
+    saved = load_history(out / history_filename("exact"))
+    assert saved["eval_total"] == [SAMPLES]
+    assert (saved["eval_top1"], saved["eval_top5"]) == (one["eval_top1"], one["eval_top5"])
+    assert saved["eval_loss"] == pytest.approx(one["eval_loss"], rel=1e-6)
