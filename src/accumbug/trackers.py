@@ -138,8 +138,9 @@ class ExactTracker:
 
     ``update`` launches a handful of small kernels and never waits for the device (no
     ``.item()``), so on a GPU it costs next to nothing; ``get_metrics`` is the one place that
-    syncs. Top-k hits come from each label's rank (``label_ranks``), not from a sort. The device state is three tensors whatever the epoch length: the float64 loss
-    sum, the int64 hits at each top-k rank, and the count of batches with a finite loss.
+    syncs. Top-k hits come from each label's rank (``label_ranks``), not from a sort. The
+    device state is three tensors whatever the epoch length: the float64 loss sum, the int64
+    hits at each top-k rank, and the count of batches with a finite loss.
     Sample and batch counts are known on the host from the batch shapes, so they are plain
     integers. A non-finite batch loss is added as it is (the epoch loss becomes NaN or inf,
     never a silent 0.0) and counted in ``nonfinite_batches``. Every state is a sum, so ranks
