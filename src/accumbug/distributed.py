@@ -33,11 +33,10 @@ TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER
 
 @dataclass(frozen=True)
 class Ranks:
-    """This process's place in the run: ``rank`` of ``world``, its GPU index, the backend."""
+    """This process's place in the run: ``rank`` of ``world``, and the backend."""
 
     rank: int
     world: int
-    local_rank: int
     backend: str
 
     @property
@@ -74,7 +73,7 @@ def join(device: str = "auto") -> tuple[Ranks, str]:
     backend = "nccl" if use_cuda else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend)
-    ranks = Ranks(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank, backend=backend)
+    ranks = Ranks(rank=dist.get_rank(), world=dist.get_world_size(), backend=backend)
     return ranks, f"cuda:{local_rank}" if use_cuda else "cpu"
 
 
@@ -99,16 +98,15 @@ def rank_shard(samples: int, world: int, rank: int, seed: int, epoch: int) -> tu
     return order, positions < samples
 
 
-def torchrun_command(world: int, run_args: list[str], port: int = 0) -> list[str]:
-    """``torchrun --nproc-per-node WORLD -m accumbug run RUN_ARGS`` on this machine, as a command list.
+def torchrun_command(world: int, run_args: list[str]) -> list[str]:
+    """``torchrun --standalone --nproc-per-node WORLD -m accumbug run RUN_ARGS``, as a command list.
 
-    ``port=0`` lets torchrun's standalone rendezvous pick a free port, so several runs can
-    start one after another (or side by side) without clashing.
+    ``--standalone`` lets torchrun pick a free local port, so several runs can start one
+    after another (or side by side) without clashing.
     """
     if isinstance(world, bool) or not isinstance(world, int) or world < 1:
         raise ValueError(f"world={world!r}: must be a whole number of ranks >= 1")
-    rendezvous = ["--standalone"] if port == 0 else ["--master-port", str(port)]
-    return [sys.executable, "-m", "torch.distributed.run", *rendezvous, "--nproc-per-node", str(world),
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(world),
             "-m", "accumbug", "run", *run_args]
 
 
