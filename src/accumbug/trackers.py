@@ -126,7 +126,7 @@ def label_ranks(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per row, how many outputs are strictly greater than the label's (0 = top-1), as float32.
 
     One pass over the outputs instead of a top-k sort: about half the time of ``topk`` on a
-    CPU at 7,120 classes (``benchmarks/bench_trackers.py``). Ties count in the label's
+    CPU at 7,120 classes (``benchmarks/bench_rank_passes.py``). Ties count in the label's
     favour; a NaN output row gets a NaN rank, which is no hit.
     """
     target = outputs.gather(1, labels.view(-1, 1))
@@ -184,7 +184,7 @@ class ExactTracker:
             self.loss_sum, self.rank_hits, self.finite_batches, self._ranks = (
                 t.to(outputs.device) for t in (self.loss_sum, self.rank_hits, self.finite_batches, self._ranks))
         loss = loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss), device=outputs.device)
-        ranks = label_ranks(outputs.detach(), labels)
+        rank_of_label = label_ranks(outputs.detach(), labels)
         if counted is None and loss.dim() == 0:
             self.loss_sum.add_(loss, alpha=labels.size(0))  # in float64: the batch mean times its size
             samples = labels.size(0)
@@ -200,10 +200,10 @@ class ExactTracker:
                 samples = int(counted.sum())  # host-side when counted is on the CPU, as the trainer passes it
                 counted = counted.to(outputs.device, non_blocking=True)
                 loss = torch.where(counted, loss, torch.zeros((), dtype=loss.dtype, device=loss.device))
-                ranks = ranks.masked_fill(~counted, TOPK)  # rank TOPK: no top-k hit
+                rank_of_label = rank_of_label.masked_fill(~counted, TOPK)  # rank TOPK: no top-k hit
             self.loss_sum.add_(loss.sum(dtype=torch.float64))
         self.finite_batches.add_(torch.isfinite(loss).all())
-        self.rank_hits.add_(ranks.view(-1, 1).eq(self._ranks).sum(0))
+        self.rank_hits.add_(rank_of_label.view(-1, 1).eq(self._ranks).sum(0))
         self.total += samples
         self.batches += 1
 
