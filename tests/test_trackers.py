@@ -6,7 +6,7 @@ import torchmetrics
 
 from accumbug.data import preset
 from accumbug.streams import batch_sizes, replay, simulated_losses
-from accumbug.trackers import ACCUMULATORS, ExactTracker, SeedBrokenTracker, SeedFixedTracker, make_tracker
+from accumbug.trackers import ACCUMULATORS, ExactTracker, SeedBrokenTracker, SeedFixedTracker, label_ranks, make_tracker
 
 
 def feed(tracker, stream):
@@ -70,7 +70,10 @@ def test_exact_tracker_state_does_not_grow(stream):
     after_one_epoch = state_sizes()
     for _ in range(4):
         feed(tracker, stream)
-    assert state_sizes() == after_one_epoch and sum(after_one_epoch.values()) <= 16
+    assert state_sizes() == after_one_epoch
+    # the comparison workspace holds one full batch of outputs; the sums themselves are a dozen numbers
+    assert after_one_epoch.pop("_workspace") == stream[0][1].numel()
+    assert sum(after_one_epoch.values()) <= 16
     assert tracker.total == 5 * 1032 and tracker.batches == 5 * 65
     tracker.reset()
     assert int(tracker.total) == 0 and math.isnan(tracker.get_metrics()["loss"])
@@ -184,3 +187,45 @@ def test_exact_tracker_update_never_syncs_on_cuda():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert tracker.get_metrics()["samples"] == 176
+
+
+def topk_rank_hits(outputs, labels):
+    """Hits at each of the 5 ranks, the way torchmetrics and the seed count them: from ``topk``."""
+    found = outputs.topk(5, 1).indices.eq(labels.view(-1, 1))
+    return found.sum(0).tolist()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_exact_tracker_hits_equal_topk_at_every_rank(dtype):
+    generator = torch.Generator().manual_seed(3)
+    tracker = ExactTracker()
+    expected = [0] * 5
+    for rows in (16, 16, 7):  # a partial last batch reuses part of the workspace
+        # distinct whole numbers per row (exact in every dtype, so topk's order is unambiguous)
+        outputs = torch.rand(rows, 40, generator=generator).argsort(1).to(dtype)
+        labels = outputs.topk(8, 1).indices[torch.arange(rows), torch.arange(rows) % 8]  # ranks 0..7
+        tracker.update(torch.tensor(1.0), outputs, labels)
+        expected = [a + b for a, b in zip(expected, topk_rank_hits(outputs, labels))]
+    assert tracker.rank_hits.tolist() == expected and all(expected)
+
+
+def test_exact_tracker_ties_count_for_the_label_and_nan_ranks_first():
+    outputs = torch.tensor([[1.0, 1.0, 1.0, 1.0, 1.0, 1.0],  # all tied: the label is top-1
+                            [float("nan"), 2.0, 1.0, 0.0, 0.0, 0.0],  # a NaN above the label's 2.0: rank 1
+                            [0.0, float("nan"), 3.0, 0.0, 0.0, 0.0]])  # the label's own output is NaN: no hit
+    labels = torch.tensor([4, 1, 1])
+    tracker = ExactTracker()
+    tracker.update(torch.tensor(1.0), outputs, labels)
+    assert tracker.rank_hits.tolist() == [1, 1, 0, 0, 0]
+    assert label_ranks(outputs, labels).tolist() == [0.0, 1.0, 6.0]
+
+
+def test_exact_tracker_follows_a_change_of_class_count():
+    tracker = ExactTracker()
+    wide = torch.zeros(4, 50)
+    wide[:, 7] = 1.0
+    tracker.update(torch.tensor(1.0), wide, torch.full((4,), 7))
+    narrow = torch.zeros(4, 6)
+    narrow[:, 2] = 1.0
+    tracker.update(torch.tensor(1.0), narrow, torch.tensor([2, 2, 0, 0]))  # label 0 sits under one output: rank 1
+    assert tracker.rank_hits.tolist() == [6, 2, 0, 0, 0]

@@ -16,7 +16,9 @@ one vectorised call, on any device, and gives the same values.
 
 from __future__ import annotations
 
+import functools
 import math
+import sys
 from dataclasses import dataclass, replace
 
 import torch
@@ -32,6 +34,10 @@ __all__ = [
 ]
 
 REGIONS = ("north", "south", "east", "west", "central")
+
+if sys.byteorder != "little":
+    raise ImportError("accumbug.data reads each 64-bit hash as four 16-bit values in little-endian order; "
+                      f"this machine is {sys.byteorder}-endian")
 
 # splitmix64 constants, written as the signed int64 values torch stores.
 _WORD = 1 << 64
@@ -51,37 +57,43 @@ _STREAM_PROTOTYPE, _STREAM_NOISE, _STREAM_META = 1, 2, 3
 
 def _shift_right(z: torch.Tensor, bits: int) -> torch.Tensor:
     """Logical right shift of int64 values (torch's ``>>`` is arithmetic)."""
-    return (z >> bits) & ((1 << (64 - bits)) - 1)
+    return (z >> bits).bitwise_and_((1 << (64 - bits)) - 1)
 
 
-def _splitmix64(z: torch.Tensor) -> torch.Tensor:
-    z = z + _GOLDEN
-    z = (z ^ _shift_right(z, 30)) * _MIX1
-    z = (z ^ _shift_right(z, 27)) * _MIX2
-    return z ^ _shift_right(z, 31)
+def _splitmix64_(z: torch.Tensor) -> torch.Tensor:
+    """splitmix64's mix of every value of ``z``, in place: no fresh 400 KB tensor per operation."""
+    z.add_(_GOLDEN)
+    z.bitwise_xor_(_shift_right(z, 30)).mul_(_MIX1)
+    z.bitwise_xor_(_shift_right(z, 27)).mul_(_MIX2)
+    return z.bitwise_xor_(_shift_right(z, 31))
+
+
+@functools.cache
+def _stream_key(seed: int, stream: int) -> int:
+    """The hash key of one ``(seed, stream)``, mixed once and kept as a Python int."""
+    return int(_splitmix64_(torch.tensor((seed << 4) | stream, dtype=torch.int64)))
 
 
 def _hash(seed: int, stream: int, counters: torch.Tensor) -> torch.Tensor:
     """64 pseudo-random bits per counter, a pure function of (seed, stream, counter)."""
-    key = _splitmix64(torch.tensor((seed << 4) | stream, dtype=torch.int64))
-    return _splitmix64(counters ^ key.to(counters.device))
+    return _splitmix64_(counters ^ _stream_key(seed, stream))
 
 
 _LANES = 4  # 16-bit noise values per 64-bit hash
-_LANE_SHIFTS = torch.tensor([0, 16, 32, 48])
 
 
 def _uniform_rows(seed: int, stream: int, rows: torch.Tensor, width: int, scale: float = 1.0) -> torch.Tensor:
     """``[len(rows), width]`` float32 noise, uniform with mean 0 and variance ``scale**2``.
 
     Row ``r``'s values are a pure function of ``(seed, stream, r)``: each 64-bit hash of
-    ``(r, word)`` gives four 16-bit values, so one hash serves four pixels.
+    ``(r, word)`` gives four 16-bit values, bits 0-15 first, so one hash serves four pixels.
+    Read as ``uint16`` in memory order, which is that order on a little-endian machine.
     """
     words = -(-width // _LANES)
     counters = rows[:, None] * words + torch.arange(words, device=rows.device)
-    lanes = (_hash(seed, stream, counters)[..., None] >> _LANE_SHIFTS.to(rows.device)) & 0xFFFF
+    lanes = _hash(seed, stream, counters).view(torch.uint16)
     step = scale * math.sqrt(12.0) / 65536  # 65,536 levels spanning a unit-variance uniform
-    noise = lanes.view(len(rows), words * _LANES)[:, :width].to(torch.float32)
+    noise = lanes[:, :width].to(torch.float32)
     return noise.mul_(step).add_(step * 0.5 - scale * math.sqrt(3.0))
 
 
@@ -191,7 +203,7 @@ class SyntheticImages:
         indices = indices.to(self.device, torch.int64)
         labels = self.labels[indices]
         images = _uniform_rows(self.seed, _STREAM_NOISE, indices, self.spec.pixels, self._noise_scale)
-        images = images.add_(self._signal_part[labels]).view(-1, *self.spec.image_shape)
+        images = images.add_(self._signal_part.index_select(0, labels)).view(-1, *self.spec.image_shape)
         meta_bits = _hash(self.seed, _STREAM_META, indices)
         metadata = {
             "sample_id": indices,

@@ -122,15 +122,26 @@ class SeedFixedTracker(_SeedTracker):
         self._count_hits(outputs, labels)
 
 
-def label_ranks(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per row, how many outputs are strictly greater than the label's (0 = top-1), as float32.
+def _outputs_not_above_label(outputs: torch.Tensor, labels: torch.Tensor, workspace: torch.Tensor) -> torch.Tensor:
+    """Per row, how many outputs are ``<=`` the label's, as float32: one comparison pass and one sum.
 
-    One pass over the outputs instead of a top-k sort: about half the time of ``topk`` on a
-    CPU at 7,120 classes (``benchmarks/bench_rank_passes.py``). Ties count in the label's
-    favour; a NaN output row gets a NaN rank, which is no hit.
+    The comparison writes its 0/1 floats into ``workspace`` (float32, the outputs' shape) instead
+    of a fresh bool tensor: a bool sum is a slow path on a CPU and a fresh 455 KB buffer per
+    batch costs page faults (``benchmarks/bench_rank_passes.py`` times the alternatives).
     """
     target = outputs.gather(1, labels.view(-1, 1))
-    return (outputs - target).clamp_(min=0).sign_().sum(1, dtype=torch.float32)
+    return torch.le(outputs, target, out=workspace).sum(1)
+
+
+def label_ranks(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per row, how many outputs rank above the label's (0 = top-1), as float32.
+
+    One comparison pass instead of a top-k sort. Ties count in the label's favour. NaN ranks
+    above every number, as ``torch.topk`` puts it first: a NaN elsewhere in a row moves the
+    label down one place, and a NaN label output is never a hit.
+    """
+    workspace = torch.empty(outputs.shape, dtype=torch.float32, device=outputs.device)
+    return outputs.size(1) - _outputs_not_above_label(outputs, labels, workspace)
 
 
 class ExactTracker:
@@ -138,13 +149,15 @@ class ExactTracker:
 
     ``update`` launches a handful of small kernels and never waits for the device (no
     ``.item()``), so on a GPU it costs next to nothing; ``get_metrics`` is the one place that
-    syncs. Top-k hits come from each label's rank (``label_ranks``), not from a sort. The
-    device state is three tensors whatever the epoch length: the float64 loss sum, the int64
-    hits at each top-k rank, and the count of batches with a finite loss.
-    Sample and batch counts are known on the host from the batch shapes, so they are plain
-    integers. A non-finite batch loss is added as it is (the epoch loss becomes NaN or inf,
-    never a silent 0.0) and counted in ``nonfinite_batches``. Every state is a sum, so ranks
-    can ``all_reduce`` them (``distributed.py``).
+    syncs. Top-k hits come from each label's rank (``label_ranks``), not from a sort: a label
+    is a hit at rank ``r`` when exactly ``classes - r`` outputs are ``<=`` its own. The device
+    state is three tensors whatever the epoch length: the float64 loss sum, the int64 hits at
+    each top-k rank, and the count of batches with a non-finite loss. A one-batch float32
+    workspace for the comparison pass is reused, not grown. Sample and batch counts are known
+    on the host from the batch shapes, so they are plain integers. A non-finite batch loss is
+    added as it is (the epoch loss becomes NaN or inf, never a silent 0.0) and counted in
+    ``nonfinite_batches``. Every state is a sum, so ranks can ``all_reduce`` them
+    (``distributed.py``).
     """
 
     kind = "exact"
@@ -152,15 +165,27 @@ class ExactTracker:
 
     def __init__(self):
         self.name = self.kind
+        self._workspace, self._hit_levels = torch.empty(0, 0), torch.empty(0)  # made for the first batch
         self.reset()
 
     def reset(self):
         self.loss_sum = torch.zeros((), dtype=torch.float64)
         self.rank_hits = torch.zeros(TOPK, dtype=torch.int64)  # rank_hits[r]: labels found at rank r
-        self._ranks = torch.arange(TOPK, dtype=torch.float32)
-        self.finite_batches = torch.zeros((), dtype=torch.int64)
+        self.nonfinite = torch.zeros((), dtype=torch.int64)  # batches with a NaN or inf loss
         self.total = 0  # samples
         self.batches = 0
+
+    def _scratch_for(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The comparison workspace for this batch and the hit levels ``classes - r`` for its class count.
+
+        Both are made again only when the class count, the device or a larger batch asks for it.
+        """
+        rows, classes = outputs.shape
+        workspace = self._workspace
+        if workspace.size(0) < rows or workspace.size(1) != classes or workspace.device != outputs.device:
+            self._workspace = workspace = torch.empty(rows, classes, dtype=torch.float32, device=outputs.device)
+            self._hit_levels = classes - torch.arange(TOPK, dtype=torch.float32, device=outputs.device)
+        return workspace[:rows], self._hit_levels
 
     def update(self, loss, outputs, labels, counted=None):
         """Add one batch: its mean ``loss`` (0-dim), or its per-sample losses (``[batch]``).
@@ -175,18 +200,22 @@ class ExactTracker:
             )
         if labels.shape != outputs.shape[:1]:
             raise ValueError(f"labels shape {tuple(labels.shape)}: expected [{outputs.size(0)}], one label per row of outputs")
-        if labels.device.type == "cpu" and labels.numel():  # on a GPU this check would wait for the device
+        if self.loss_sum.device != outputs.device:
+            self.loss_sum, self.rank_hits, self.nonfinite = (
+                t.to(outputs.device) for t in (self.loss_sum, self.rank_hits, self.nonfinite))
+        loss = loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss), device=outputs.device)
+        workspace, hit_levels = self._scratch_for(outputs)
+        try:
+            not_above = _outputs_not_above_label(outputs.detach(), labels, workspace)
+        except RuntimeError:  # on a CPU, gather refuses an index out of range; say which labels and why
             low, high = (int(v) for v in torch.aminmax(labels))
             if low < 0 or high >= outputs.size(1):
                 raise ValueError(f"labels in [{low}, {high}]: out of range for {outputs.size(1)} classes "
-                                 f"(allowed 0..{outputs.size(1) - 1})")
-        if self.loss_sum.device != outputs.device:
-            self.loss_sum, self.rank_hits, self.finite_batches, self._ranks = (
-                t.to(outputs.device) for t in (self.loss_sum, self.rank_hits, self.finite_batches, self._ranks))
-        loss = loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss), device=outputs.device)
-        rank_of_label = label_ranks(outputs.detach(), labels)
+                                 f"(allowed 0..{outputs.size(1) - 1})") from None
+            raise
         if counted is None and loss.dim() == 0:
             self.loss_sum.add_(loss, alpha=labels.size(0))  # in float64: the batch mean times its size
+            self.nonfinite.add_(torch.isnan(loss - loss))  # inf - inf and NaN - NaN are NaN
             samples = labels.size(0)
         else:
             if loss.shape != labels.shape:
@@ -200,10 +229,10 @@ class ExactTracker:
                 samples = int(counted.sum())  # host-side when counted is on the CPU, as the trainer passes it
                 counted = counted.to(outputs.device, non_blocking=True)
                 loss = torch.where(counted, loss, torch.zeros((), dtype=loss.dtype, device=loss.device))
-                rank_of_label = rank_of_label.masked_fill(~counted, TOPK)  # rank TOPK: no top-k hit
+                not_above = not_above.masked_fill(~counted, 0)  # 0 is no hit level: a row left out
             self.loss_sum.add_(loss.sum(dtype=torch.float64))
-        self.finite_batches.add_(torch.isfinite(loss).all())
-        self.rank_hits.add_(rank_of_label.view(-1, 1).eq(self._ranks).sum(0))
+            self.nonfinite.add_(torch.isnan(loss - loss).any())
+        self.rank_hits.add_(not_above.view(-1, 1).eq(hit_levels).sum(0))
         self.total += samples
         self.batches += 1
 
@@ -213,11 +242,11 @@ class ExactTracker:
         Called once at the end of an epoch, before ``get_metrics``: two collectives, one
         float64 and one int64, so the sums stay exact (``distributed.py``).
         """
-        counts = torch.cat([self.rank_hits, self.finite_batches.view(1),
+        counts = torch.cat([self.rank_hits, self.nonfinite.view(1),
                             torch.tensor([self.total, self.batches], device=self.rank_hits.device)])
         ranks.sum_(self.loss_sum)
         ranks.sum_(counts)
-        self.rank_hits, self.finite_batches = counts[:TOPK].clone(), counts[TOPK].clone()
+        self.rank_hits, self.nonfinite = counts[:TOPK].clone(), counts[TOPK].clone()
         self.total, self.batches = (int(v) for v in counts[TOPK + 1:].tolist())
 
     def get_metrics(self):
@@ -231,7 +260,7 @@ class ExactTracker:
             "top1": hits[0] / samples * 100,
             "top5": sum(hits) / samples * 100,
             "samples": samples,
-            "nonfinite_batches": self.batches - int(self.finite_batches),
+            "nonfinite_batches": int(self.nonfinite),
         }
 
 
