@@ -171,7 +171,7 @@ class ExactTracker:
     def reset(self):
         self.loss_sum = torch.zeros((), dtype=torch.float64)
         self.rank_hits = torch.zeros(TOPK, dtype=torch.int64)  # rank_hits[r]: labels found at rank r
-        self.nonfinite = torch.zeros((), dtype=torch.int64)  # batches with a NaN or inf loss
+        self.nonfinite_batches = torch.zeros((), dtype=torch.int64)  # batches with a NaN or inf loss
         self.total = 0  # samples
         self.batches = 0
 
@@ -201,8 +201,8 @@ class ExactTracker:
         if labels.shape != outputs.shape[:1]:
             raise ValueError(f"labels shape {tuple(labels.shape)}: expected [{outputs.size(0)}], one label per row of outputs")
         if self.loss_sum.device != outputs.device:
-            self.loss_sum, self.rank_hits, self.nonfinite = (
-                t.to(outputs.device) for t in (self.loss_sum, self.rank_hits, self.nonfinite))
+            self.loss_sum, self.rank_hits, self.nonfinite_batches = (
+                t.to(outputs.device) for t in (self.loss_sum, self.rank_hits, self.nonfinite_batches))
         loss = loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss), device=outputs.device)
         workspace, hit_levels = self._scratch_for(outputs)
         try:
@@ -215,7 +215,7 @@ class ExactTracker:
             raise
         if counted is None and loss.dim() == 0:
             self.loss_sum.add_(loss, alpha=labels.size(0))  # in float64: the batch mean times its size
-            self.nonfinite.add_(torch.isnan(loss - loss))  # inf - inf and NaN - NaN are NaN
+            self.nonfinite_batches.add_(torch.isnan(loss - loss))  # inf - inf and NaN - NaN are NaN
             samples = labels.size(0)
         else:
             if loss.shape != labels.shape:
@@ -231,7 +231,7 @@ class ExactTracker:
                 loss = torch.where(counted, loss, torch.zeros((), dtype=loss.dtype, device=loss.device))
                 not_above = not_above.masked_fill(~counted, 0)  # 0 is no hit level: a row left out
             self.loss_sum.add_(loss.sum(dtype=torch.float64))
-            self.nonfinite.add_(torch.isnan(loss - loss).any())
+            self.nonfinite_batches.add_(torch.isnan(loss - loss).any())
         self.rank_hits.add_(not_above.view(-1, 1).eq(hit_levels).sum(0))
         self.total += samples
         self.batches += 1
@@ -242,11 +242,11 @@ class ExactTracker:
         Called once at the end of an epoch, before ``get_metrics``: two collectives, one
         float64 and one int64, so the sums stay exact (``distributed.py``).
         """
-        counts = torch.cat([self.rank_hits, self.nonfinite.view(1),
+        counts = torch.cat([self.rank_hits, self.nonfinite_batches.view(1),
                             torch.tensor([self.total, self.batches], device=self.rank_hits.device)])
         ranks.sum_(self.loss_sum)
         ranks.sum_(counts)
-        self.rank_hits, self.nonfinite = counts[:TOPK].clone(), counts[TOPK].clone()
+        self.rank_hits, self.nonfinite_batches = counts[:TOPK].clone(), counts[TOPK].clone()
         self.total, self.batches = (int(v) for v in counts[TOPK + 1:].tolist())
 
     def get_metrics(self):
@@ -260,7 +260,7 @@ class ExactTracker:
             "top1": hits[0] / samples * 100,
             "top5": sum(hits) / samples * 100,
             "samples": samples,
-            "nonfinite_batches": int(self.nonfinite),
+            "nonfinite_batches": int(self.nonfinite_batches),
         }
 
 
