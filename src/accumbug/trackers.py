@@ -125,23 +125,16 @@ class SeedFixedTracker(_SeedTracker):
 def _outputs_not_above_label(outputs: torch.Tensor, labels: torch.Tensor, workspace: torch.Tensor) -> torch.Tensor:
     """Per row, how many outputs are ``<=`` the label's, as float32: one comparison pass and one sum.
 
-    The comparison writes its 0/1 floats into ``workspace`` (float32, the outputs' shape) instead
-    of a fresh bool tensor: a bool sum is a slow path on a CPU and a fresh 455 KB buffer per
-    batch costs page faults (``benchmarks/bench_rank_passes.py`` times the alternatives).
+    ``classes`` minus this count is the label's rank (0 = top-1). Ties count in the label's
+    favour. NaN is never ``<=``, so it ranks above every number, as ``torch.topk`` puts it
+    first: a NaN elsewhere in a row moves the label down one place, and a NaN label output
+    is never a hit. The comparison writes 0/1 floats into ``workspace`` (float32, the outputs'
+    shape, kept by the caller between batches), not bools: summing bools is a slow path on a
+    CPU, about four times as long, and a top-k sort takes five times as long
+    (``benchmarks/bench_rank_passes.py`` times the alternatives).
     """
     target = outputs.gather(1, labels.view(-1, 1))
     return torch.le(outputs, target, out=workspace).sum(1)
-
-
-def label_ranks(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per row, how many outputs rank above the label's (0 = top-1), as float32.
-
-    One comparison pass instead of a top-k sort. Ties count in the label's favour. NaN ranks
-    above every number, as ``torch.topk`` puts it first: a NaN elsewhere in a row moves the
-    label down one place, and a NaN label output is never a hit.
-    """
-    workspace = torch.empty(outputs.shape, dtype=torch.float32, device=outputs.device)
-    return outputs.size(1) - _outputs_not_above_label(outputs, labels, workspace)
 
 
 class ExactTracker:
@@ -149,8 +142,8 @@ class ExactTracker:
 
     ``update`` launches a handful of small kernels and never waits for the device (no
     ``.item()``), so on a GPU it costs next to nothing; ``get_metrics`` is the one place that
-    syncs. Top-k hits come from each label's rank (``label_ranks``), not from a sort: a label
-    is a hit at rank ``r`` when exactly ``classes - r`` outputs are ``<=`` its own. The device
+    syncs. Top-k hits come from each label's rank, not from a sort: a label is a hit at rank
+    ``r`` when exactly ``classes - r`` outputs are ``<=`` its own (``_outputs_not_above_label``). The device
     state is three tensors whatever the epoch length: the float64 loss sum, the int64 hits at
     each top-k rank, and the count of batches with a non-finite loss. A one-batch float32
     workspace for the comparison pass is reused, not grown. Sample and batch counts are known
