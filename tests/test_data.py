@@ -134,3 +134,12 @@ def test_full_preset_bytes_are_those_of_the_reference_runs():
     for tensor in (data.prototypes, images, labels, meta["sample_id"], meta["region"], meta["month"]):
         digest.update(tensor.contiguous().numpy().tobytes())
     assert digest.hexdigest() == "49e5796fe4e0c585652e28d666647abdad22eaeb9a5a499789bb5edb892da9bd"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_generation_on_cuda_gives_the_cpu_bytes():
+    indices = torch.arange(0, 136_312, 997)
+    on_cpu = SyntheticImages(preset("full"), seed=0).samples(indices)
+    on_gpu = SyntheticImages(preset("full"), seed=0, device="cuda").samples(indices)
+    assert torch.equal(on_gpu[0].cpu(), on_cpu[0]) and torch.equal(on_gpu[1].cpu(), on_cpu[1])
+    assert all(torch.equal(on_gpu[2][key].cpu(), on_cpu[2][key]) for key in on_cpu[2])
