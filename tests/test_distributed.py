@@ -20,7 +20,7 @@ import torch
 import torch.multiprocessing as mp
 
 from accumbug.data import preset
-from accumbug.distributed import join, launched_by_torchrun, leave, rank_shard, torchrun_command, torchrun_run
+from accumbug.distributed import exit_rank, join, launched_by_torchrun, leave, rank_shard, torchrun_command, torchrun_run
 from accumbug.history import load_history
 from accumbug.plots import plot_rank_errors
 from accumbug.report import rank_rows
@@ -46,6 +46,7 @@ def _rank_main(rank: int, world: int, port: int, folder: str) -> None:
         leave()
     torch.save({name: {"histories": run.histories, "records": run.records} for name, run in runs.items()},
                os.path.join(folder, f"rank{rank}.pt"))
+    exit_rank(0)  # as ``python -m accumbug`` ends a rank: no interpreter shutdown beside gloo's threads
 
 
 @pytest.fixture(scope="module", params=[2, 3, 5], ids=lambda world: f"{world}-ranks")
@@ -191,6 +192,15 @@ def test_torchrun_run_prints_and_writes_on_rank_0_only(tmp_path):
 def test_a_failed_torchrun_run_raises_with_the_ranks_errors():
     with pytest.raises(RuntimeError, match=r"torchrun with 2 ranks exited with 1:(.|\n)*rank [01] of 2: error: tracker='nope'"):
         torchrun_run(2, ["--preset", "tiny", "--tracker", "nope"])
+
+
+def test_exit_rank_flushes_the_console_and_keeps_the_exit_status():
+    """Piped stdout is block-buffered and the text has no newline: only a flush gets it out."""
+    code = ("import sys; from accumbug.distributed import exit_rank; print('out', end=''); "
+            "print('err', end='', file=sys.stderr); exit_rank(3); print('never')")
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=buffered)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out", "err")
 
 
 def _workers(parent: int) -> dict[int, int]:

@@ -21,12 +21,13 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
-__all__ = ["Ranks", "join", "launched_by_torchrun", "leave", "rank_shard", "torchrun_command", "torchrun_run"]
+__all__ = ["Ranks", "exit_rank", "join", "launched_by_torchrun", "leave", "rank_shard", "torchrun_command", "torchrun_run"]
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -81,6 +82,28 @@ def leave() -> None:
     """Leave the process group (the end of a run, or after an error)."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_rank(code: int) -> NoReturn:
+    """End this rank's process with exit status ``code``, skipping Python's interpreter shutdown.
+
+    Why: gloo's worker threads outlive ``destroy_process_group``. A
+    ``DistributedDataParallel`` model leaves references to the process group behind (torch
+    2.13.0: its threads still run after the model is collected and the group destroyed), so
+    the group is never freed and its threads never joined. A worker that finishes a
+    collective releases the collective's tensors a moment after the caller has moved on, and
+    that release takes the GIL. If the main thread has begun interpreter shutdown by then,
+    Python ends the worker with ``pthread_exit`` inside a ``noexcept`` destructor and the
+    rank aborts: "terminate called without an active exception" (SIGABRT).
+    ``benchmarks/gloo_exit_race.py`` counts how often (``docs/reliability.md``).
+
+    ``os._exit`` after flushing the console never starts that shutdown; everything a run
+    writes is committed before this point. ``python -m accumbug`` ends each torchrun rank
+    here.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def rank_shard(samples: int, world: int, rank: int, seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:

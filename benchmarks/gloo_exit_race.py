@@ -1,0 +1,95 @@
+"""How often a gloo rank aborts at exit, ending through interpreter shutdown or through ``exit_rank``.
+
+Each launch is ``torchrun --standalone --nproc-per-node 3`` over a bare DDP script: join
+over gloo, train a small ``DistributedDataParallel`` model a few steps, ``all_reduce`` a
+float64 sum (as ``ExactTracker.sync`` does), delete the model and collect garbage,
+``destroy_process_group``, and rank 0 lingers half a second (as it does while writing the
+run folder). Rank 0 counts its process's threads (``/proc/self/task``) before joining and
+after destroying the group: the extra ones are gloo's, still alive. The ranks then end
+either by returning, which runs Python's interpreter shutdown beside those threads, or
+through ``accumbug.distributed.exit_rank``. A launch fails when any rank exits non-zero;
+"aborted" counts the launches whose error output says "terminate called". The two endings
+take turns, so a slow spell of the host falls on both.
+
+    python benchmarks/gloo_exit_race.py [--launches 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import subprocess
+import sys
+import time
+
+ENDINGS = ("interpreter shutdown", "exit_rank")
+
+
+def rank_body(ending: str) -> None:
+    """One rank of a launch (runs under torchrun)."""
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from accumbug.distributed import exit_rank
+
+    threads_before = len(os.listdir("/proc/self/task"))
+    dist.init_process_group("gloo")
+    model = DistributedDataParallel(torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(),
+                                                        torch.nn.Linear(64, 10)))
+    for _ in range(5):
+        model(torch.randn(16, 64)).sum().backward()
+    loss_sum = torch.ones(3, dtype=torch.float64)
+    dist.all_reduce(loss_sum)
+    rank = dist.get_rank()
+    del model
+    gc.collect()
+    dist.destroy_process_group()
+    if rank == 0:
+        print(f"threads left after destroy_process_group: {len(os.listdir('/proc/self/task')) - threads_before}",
+              flush=True)
+        time.sleep(0.5)
+    if ending == "exit_rank":
+        exit_rank(0)
+
+
+def launch(ending: str) -> dict:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3", __file__,
+               "--rank-body", ending]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    left = [int(line.rsplit(" ", 1)[1]) for line in done.stdout.splitlines() if line.startswith("threads left")]
+    return {"failed": done.returncode != 0, "aborted": "terminate called" in done.stderr, "threads_left": left}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--launches", type=int, default=60, help="launches per ending (default 60)")
+    parser.add_argument("--rank-body", choices=ENDINGS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rank_body:
+        rank_body(args.rank_body)
+        return
+
+    from record import save
+    from tqdm import tqdm
+
+    counts = {ending: {"launches": 0, "failed": 0, "aborted": 0} for ending in ENDINGS}
+    threads_left = set()
+    for _ in tqdm(range(args.launches), desc="launch pairs"):
+        for ending in ENDINGS:
+            outcome = launch(ending)
+            counts[ending]["launches"] += 1
+            counts[ending]["failed"] += outcome["failed"]
+            counts[ending]["aborted"] += outcome["aborted"]
+            threads_left.update(outcome["threads_left"])
+    for ending, count in counts.items():
+        print(f"{ending:>21}: {count['failed']} of {count['launches']} launches failed, "
+              f"{count['aborted']} with 'terminate called'")
+    print(f"threads gained since joining, still alive after destroy_process_group (rank 0): {sorted(threads_left)}")
+    results = {"world": 3, "threads_left_after_destroy": sorted(threads_left), "endings": counts}
+    print(f"saved {save('gloo-exit-race', results)}")
+
+
+if __name__ == "__main__":
+    main()
