@@ -1,17 +1,22 @@
-"""How often a gloo rank aborts at exit, ending through interpreter shutdown or through ``exit_rank``.
+"""How often a gloo rank aborts at exit: three ways to end a torchrun rank, counted.
 
 Each launch is ``torchrun --standalone --nproc-per-node 3`` over a bare DDP script: join
 over gloo, train a small ``DistributedDataParallel`` model a few steps, ``all_reduce`` a
-float64 sum (as ``ExactTracker.sync`` does), delete the model and collect garbage,
-``destroy_process_group``, and rank 0 lingers half a second (as it does while writing the
-run folder). Rank 0 counts its process's threads (``/proc/self/task``) before joining and
-after destroying the group: the extra ones are gloo's, still alive. The ranks then end
-either by returning, which runs Python's interpreter shutdown beside those threads, or
-through ``accumbug.distributed.exit_rank``. A launch fails when any rank exits non-zero;
-"aborted" counts the launches whose error output says "terminate called". The two endings
-take turns, so a slow spell of the host falls on both.
+float64 sum (as ``ExactTracker.sync`` does), ``destroy_process_group``, and rank 0 lingers
+half a second (as it does while writing the run folder). Rank 0 counts its process's
+threads (``/proc/self/task``) before joining and after destroying the group: the extra ones
+are gloo's, still alive. The ranks then end in one of three ways:
 
-    python benchmarks/gloo_exit_race.py [--launches 60]
+- "return": Python's interpreter shutdown runs beside gloo's threads;
+- "collect, then return": the model is deleted and garbage collected before the group is
+  destroyed (gloo's threads stay alive all the same; the collection only takes time);
+- "exit_rank": ``accumbug.distributed.exit_rank``, no interpreter shutdown.
+
+A launch fails when any rank exits non-zero; "aborted" counts the launches whose error
+output says "terminate called". The endings take turns, so a slow spell of the host falls
+on all three.
+
+    python benchmarks/gloo_exit_race.py [--launches 40]
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import subprocess
 import sys
 import time
 
-ENDINGS = ("interpreter shutdown", "exit_rank")
+ENDINGS = ("return", "collect, then return", "exit_rank")
 
 
 def rank_body(ending: str) -> None:
@@ -43,12 +48,12 @@ def rank_body(ending: str) -> None:
     loss_sum = torch.ones(3, dtype=torch.float64)
     dist.all_reduce(loss_sum)
     rank = dist.get_rank()
-    del model
-    gc.collect()
+    if ending == "collect, then return":
+        del model
+        gc.collect()
     dist.destroy_process_group()
     if rank == 0:
-        print(f"threads left after destroy_process_group: {len(os.listdir('/proc/self/task')) - threads_before}",
-              flush=True)
+        print(f"threads left: {len(os.listdir('/proc/self/task')) - threads_before}", flush=True)
         time.sleep(0.5)
     if ending == "exit_rank":
         exit_rank(0)
@@ -64,7 +69,7 @@ def launch(ending: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--launches", type=int, default=60, help="launches per ending (default 60)")
+    parser.add_argument("--launches", type=int, default=40, help="launches per ending (default 40)")
     parser.add_argument("--rank-body", choices=ENDINGS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rank_body:
@@ -75,19 +80,20 @@ def main() -> None:
     from tqdm import tqdm
 
     counts = {ending: {"launches": 0, "failed": 0, "aborted": 0} for ending in ENDINGS}
-    threads_left = set()
-    for _ in tqdm(range(args.launches), desc="launch pairs"):
+    threads_left = {ending: set() for ending in ENDINGS}
+    for _ in tqdm(range(args.launches), desc="rounds (one launch per ending)"):
         for ending in ENDINGS:
             outcome = launch(ending)
             counts[ending]["launches"] += 1
             counts[ending]["failed"] += outcome["failed"]
             counts[ending]["aborted"] += outcome["aborted"]
-            threads_left.update(outcome["threads_left"])
+            threads_left[ending].update(outcome["threads_left"])
     for ending, count in counts.items():
+        count["threads_left_after_destroy"] = sorted(threads_left[ending])
         print(f"{ending:>21}: {count['failed']} of {count['launches']} launches failed, "
-              f"{count['aborted']} with 'terminate called'")
-    print(f"threads gained since joining, still alive after destroy_process_group (rank 0): {sorted(threads_left)}")
-    results = {"world": 3, "threads_left_after_destroy": sorted(threads_left), "endings": counts}
+              f"{count['aborted']} with 'terminate called'; threads gained since joining and still alive "
+              f"after destroy_process_group on rank 0: {count['threads_left_after_destroy']}")
+    results = {"world": 3, "endings": counts}
     print(f"saved {save('gloo-exit-race', results)}")
 
 
