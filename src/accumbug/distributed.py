@@ -87,14 +87,14 @@ def leave() -> None:
 def exit_rank(code: int) -> NoReturn:
     """End this rank's process with exit status ``code``, skipping Python's interpreter shutdown.
 
-    Why: gloo's worker threads outlive ``destroy_process_group``. A
-    ``DistributedDataParallel`` model leaves references to the process group behind (torch
-    2.13.0: its threads still run after the model is collected and the group destroyed), so
-    the group is never freed and its threads never joined. A worker that finishes a
-    collective releases the collective's tensors a moment after the caller has moved on, and
-    that release takes the GIL. If the main thread has begun interpreter shutdown by then,
-    Python ends the worker with ``pthread_exit`` inside a ``noexcept`` destructor and the
-    rank aborts: "terminate called without an active exception" (SIGABRT).
+    Why: gloo's worker threads outlive ``destroy_process_group`` once a
+    ``DistributedDataParallel`` model has used the group (torch 2.13.0: they still run after
+    the model is collected and the group destroyed), so they are never joined. A worker that
+    finishes a collective releases the collective's tensors a moment after the caller has
+    moved on, and that release takes the GIL. If the main thread has begun interpreter
+    shutdown by then, Python ends the worker with ``pthread_exit`` inside a ``noexcept``
+    destructor and the rank aborts: "terminate called without an active exception"
+    (SIGABRT).
     ``benchmarks/gloo_exit_race.py`` counts how often (``docs/reliability.md``).
 
     ``os._exit`` after flushing the console never starts that shutdown; everything a run
