@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--launches", type=int, default=40, help="launches per ending (default 40)")
     parser.add_argument("--rank-body", choices=ENDINGS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.launches < 1:
+        parser.error(f"--launches {args.launches}: must be 1 or more")
     if args.rank_body:
         rank_body(args.rank_body)
         return
