@@ -20,7 +20,8 @@ import torch
 import torch.multiprocessing as mp
 
 from accumbug.data import preset
-from accumbug.distributed import exit_rank, join, launched_by_torchrun, leave, rank_shard, torchrun_command, torchrun_run
+from accumbug.distributed import (exit_rank, join, launched_by_torchrun, leave, rank_shard, torchrun_command,
+                                  torchrun_run)
 from accumbug.history import load_history
 from accumbug.plots import plot_rank_errors
 from accumbug.report import rank_rows

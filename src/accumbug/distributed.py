@@ -27,7 +27,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
-__all__ = ["Ranks", "exit_rank", "join", "launched_by_torchrun", "leave", "rank_shard", "torchrun_command", "torchrun_run"]
+__all__ = ["Ranks", "exit_rank", "join", "launched_by_torchrun", "leave", "rank_shard", "torchrun_command",
+           "torchrun_run"]
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
