@@ -1,36 +1,43 @@
 """accumbug: epoch metrics accumulated wrongly, so the saved history disagrees with the console.
 
-The shared code of the notebooks: the seed-shaped data set (``data``), the model (``model``),
-the seed's broken and fixed trackers beside an exact one (``trackers``), the trainer that
-feeds them the same batches (``train``), strict lossless history files (``history``), the
-console-vs-file table (``report``) and figures (``plots``). On top of them: the write-up's
-claims measured (``audit``), the mechanism gallery and its diagnosis (``mechanisms``), the
-explorer (``widgets``) and the exercises' checks (``exercises``).
+The package has three layers; a path says which one a piece of code is in
+(``docs/architecture.md``):
+
+* the top level is the **reference core**, code to copy or import: the synthetic data set
+  (``data``), the model (``model``), the tracker protocol and the exact tracker
+  (``trackers``), strict lossless history files (``history``), run folders committed all
+  at once (``runfolder``), the trainer (``train``), torchrun ranks (``distributed``) and
+  seeding (``seeding``). It never imports the other two layers;
+* ``specimens`` holds the deliberately wrong code: the incident's trackers, naive
+  cross-rank trackers, lossy serialisers, the gallery's trackers;
+* ``lessons`` holds the teaching machinery: quoted figures, replayed streams, tables,
+  figures, the claim audit, the mechanism gallery, the explorer, the exercises' checks.
+
+The notebooks import all they use from ``accumbug.lab``. This module exports the core.
 """
 
 from .data import PRESETS, DataSpec, SyntheticImages, preset
-from .history import load_history, save_history, seed_lossy_dumps
+from .history import load_history, save_history
+from .runfolder import RunFolder
 from .seeding import seed_everything
-from .trackers import ACCUMULATORS, ExactTracker, SeedBrokenTracker, SeedFixedTracker, make_tracker
+from .trackers import ExactTracker, MetricTracker, Tracker
 from .train import TrainConfig, TrainResult, train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ACCUMULATORS",
     "DataSpec",
     "ExactTracker",
+    "MetricTracker",
     "PRESETS",
-    "SeedBrokenTracker",
-    "SeedFixedTracker",
+    "RunFolder",
     "SyntheticImages",
     "TrainConfig",
     "TrainResult",
+    "Tracker",
     "load_history",
-    "make_tracker",
     "preset",
     "save_history",
     "seed_everything",
-    "seed_lossy_dumps",
     "train",
 ]

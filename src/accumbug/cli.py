@@ -1,10 +1,11 @@
 """Command line: ``python -m accumbug reproduce``, ``run`` and ``audit``.
 
-``reproduce`` is the seed incident in one command: one training run feeding five trackers
-(seed-broken and seed-fixed with the ``python`` accumulator, the same two with ``float16``,
-and exact), then the console-vs-file table and ``divergence.png``. ``run`` is any run.
-``audit`` measures every claim of the write-up (``audit.py``), prints the table and writes
-``docs/claims.md``.
+``reproduce`` is the incident in one command: one training run feeding five trackers
+(incident-broken and incident-fixed with the ``python`` accumulator, the same two with
+``float16``, and exact), then the console-vs-file table and ``divergence.png``. ``run`` is
+any run. ``audit`` measures every claim of the write-up (``lessons/audit.py``) on the
+recorded run that ships with the package, prints the table and writes ``claims.md``.
+Nothing is written outside the current folder unless ``--out`` or ``--claims`` says so.
 
 Bad arguments print one line naming the value and what is allowed, exit with code 2, and
 write nothing: every value is checked before the run folder is made. ``run --resume DIR``
@@ -28,20 +29,20 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .audit import REFERENCE_DIR, claims_markdown, format_claims, run_audit
 from .data import PRESETS
 from .distributed import join, launched_by_torchrun, leave
 from .history import atomic_write_text
-from .plots import figure_png, plot_divergence
-from .rundir import commit_files
-from .report import divergence_rows, format_table
-from .train import AMP_MODES, NonFiniteLossError, TrainConfig, read_run_config, train
-from .trackers import NAIVE_RANK_TRACKERS, make_tracker
+from .lessons.audit import claims_markdown, format_claims, run_audit
+from .lessons.catalogue import NAIVE_RANK_KINDS, make_tracker
+from .lessons.plots import figure_png, plot_divergence
+from .lessons.report import divergence_rows, format_table
+from .runfolder import CONFIG, RunFolder
+from .train import AMP_MODES, NonFiniteLossError, TrainConfig, run_config, train
 
 __all__ = ["DISTRIBUTED_TRACKERS", "REPRODUCE_TRACKERS", "main"]
 
-REPRODUCE_TRACKERS = ("seed-broken:python", "seed-fixed:python", "seed-broken:float16", "seed-fixed:float16", "exact")
-DISTRIBUTED_TRACKERS = ("exact", *NAIVE_RANK_TRACKERS)
+REPRODUCE_TRACKERS = ("incident-broken:python", "incident-fixed:python", "incident-broken:float16", "incident-fixed:float16", "exact")
+DISTRIBUTED_TRACKERS = ("exact", *NAIVE_RANK_KINDS)
 
 
 class UsageError(Exception):
@@ -79,11 +80,11 @@ def _parser() -> _Parser:
         sub.add_argument("--device", help="auto (CUDA when present; the default), cpu, cuda or cuda:N")
         sub.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
-    common(commands.add_parser("reproduce", help="the seed incident: five trackers side by side", **quiet), "small", 3)
+    common(commands.add_parser("reproduce", help="the incident: five trackers side by side", **quiet), "small", 3)
     run = commands.add_parser("run", help="any training run", **quiet)
     common(run, "small", 3)
     run.add_argument("--tracker", action="append", dest="trackers", metavar="TRACKER",
-                     help=f"exact, {', '.join(NAIVE_RANK_TRACKERS)}, seed-broken[:ACC] or seed-fixed[:ACC]; "
+                     help=f"exact, {', '.join(NAIVE_RANK_KINDS)}, incident-broken[:ACC] or incident-fixed[:ACC]; "
                           "repeat for several (default: the five of reproduce; under torchrun exact and the "
                           "three naive ones)")
     run.add_argument("--lr", type=float, help=f"SGD learning rate (default {TrainConfig.lr})")
@@ -96,17 +97,18 @@ def _parser() -> _Parser:
                      help="no gradients or optimizer steps: every epoch measures the seeded model")
     run.add_argument("--resume", type=Path, metavar="DIR",
                      help="continue the run folder DIR from its last completed epoch (--epochs may extend it)")
-    audit = commands.add_parser("audit", help="measure the write-up's claims: print the table, write docs/claims.md")
-    audit.add_argument("--reference", type=Path, help=f"the recorded full run (default {REFERENCE_DIR})")
-    audit.add_argument("--claims", type=Path, default=Path("docs/claims.md"),
-                       help="where to write the markdown table (default docs/claims.md)")
+    audit = commands.add_parser("audit", help="measure the write-up's claims: print the table, write claims.md")
+    audit.add_argument("--reference", type=Path, help="a full run folder to read (default: the recorded run "
+                                                       "that ships with the package)")
+    audit.add_argument("--claims", type=Path, default=Path("claims.md"),
+                       help="where to write the markdown table (default claims.md in the current folder)")
     return parser
 
 
 def _audit(args) -> int:
     """Check both paths, then measure every claim, print the table and write the markdown."""
-    if args.reference is not None and not (args.reference / "config.json").is_file():
-        raise UsageError(f"reference={str(args.reference)!r}: not a run folder (no config.json)")
+    if args.reference is not None and not (args.reference / CONFIG).is_file():
+        raise UsageError(f"reference={str(args.reference)!r}: not a run folder (no {CONFIG})")
     try:
         args.claims.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -114,7 +116,7 @@ def _audit(args) -> int:
     if args.claims.is_dir():
         raise UsageError(f"claims={str(args.claims)!r}: is a folder; give a file name")
     started = time.perf_counter()
-    rows = run_audit(args.reference or REFERENCE_DIR)
+    rows = run_audit(args.reference)
     print(format_claims(rows))
     atomic_write_text(args.claims, claims_markdown(rows))
     print(f"{len(rows)} claims measured in {time.perf_counter() - started:.1f} s; table written to {args.claims}")
@@ -138,9 +140,9 @@ def _configure(args: argparse.Namespace) -> tuple[TrainConfig, list, Path, bool]
         for clash in ("out", "overwrite"):
             if clash in given:
                 raise UsageError(f"--{clash} goes with a new run, not with --resume (the run folder is {resume})")
-        saved, saved_names = read_run_config(resume)
-        config = replace(saved, **options)
-        names = given.get("trackers", saved_names)
+        folder = RunFolder(resume)
+        config = replace(run_config(folder), **options)
+        names = given.get("trackers", folder.trackers)
         out = resume
     else:
         config = TrainConfig(**options)
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_table(rows))
     figure = plot_divergence(rows, f"{config.preset} preset, {config.epochs} epochs: console vs saved history")
-    commit_files(out, {"divergence.png": figure_png(figure)})
+    result.folder.write_file("divergence.png", figure_png(figure))
     seconds = time.perf_counter() - started
     epochs = ", ".join(f"{s:.1f}" for s in result.epoch_seconds)
     print(f"\n{len(trackers)} trackers, {config.epochs} epochs on {result.device} in {seconds:.1f} s "

@@ -1,11 +1,11 @@
-"""The seed-shaped synthetic data set: images, labels and metadata, generated in whole batches.
+"""The incident-shaped synthetic data set: images, labels and metadata, generated in whole batches.
 
-The seed incident trained on 136,312 samples of 7,120 classes at batch size 16. No such data
+The incident trained on 136,312 samples of 7,120 classes at batch size 16. No such data
 set can be downloaded here, so this module makes one that has the same shape and behaves
 the same way in training: every sample is a 3x16x16 image, a label from a long-tailed
 class distribution in which every class is present, and metadata (``sample_id``, ``region``,
 ``month``). Images are a faint class prototype under strong noise, so a small model learns
-slowly, as in the seed's console log (``01_side_by_side_small.ipynb`` and
+slowly, as in the incident's console log (``01_side_by_side_small.ipynb`` and
 ``02_side_by_side_full_136k.ipynb`` train on it).
 
 Every number is a pure function of ``(seed, index)``: a counter-based hash (splitmix64)
@@ -174,10 +174,10 @@ def _class_counts(samples: int, classes: int, tail: float) -> torch.Tensor:
 
 
 class SyntheticImages:
-    """A deterministic, seed-shaped classification data set (see the module docstring).
+    """A deterministic, incident-shaped classification data set (see the module docstring).
 
     ``samples(indices)`` generates any set of samples in one call; ``batches(epoch)`` walks an
-    epoch in (shuffled) batches as the seed's ``train_loader`` did; ``view()`` is the
+    epoch in (shuffled) batches as the incident's ``train_loader`` did; ``view()`` is the
     map-style ``Dataset`` for ``DataLoader`` and ``DistributedSampler``.
     """
 

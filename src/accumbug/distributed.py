@@ -5,14 +5,19 @@ finds its rank in the environment torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOC
 joins the process group (``join``: gloo on a CPU, NCCL on GPUs) and trains a
 ``DistributedDataParallel`` model on its ``DistributedSampler`` shard (``rank_shard``).
 
-Epoch metrics go wrong across ranks in three usual ways, each a tracker in ``trackers.py``
-and a row in ``05_distributed.ipynb``: rank 0 logs its own shard (``naive-rank0``), the
-ranks' means are averaged (``naive-rank-mean``), and the sampler's padding is counted
-(``naive-padded``). ``DistributedSampler`` pads its shuffled order to a multiple of the world
-size by repeating the head of that order, so with 1,032 samples on 5 ranks three sample ids
-appear twice. The exact answer: every rank sums float64 losses and int64 counts, counting a
-sample id only where it first appears in the padded order (``counted``), and one
-``all_reduce`` per state type adds the ranks' sums (``ExactTracker.sync``).
+Epoch metrics go wrong across ranks in three usual ways, each a tracker in
+``specimens/rank_trackers.py`` and a row in ``05_distributed.ipynb``: rank 0 logs its own
+shard (``naive-rank0``), the ranks' means are averaged (``naive-rank-mean``), and the
+sampler's padding is counted (``naive-padded``). ``DistributedSampler`` pads its shuffled
+order to a multiple of the world size by repeating the head of that order, so with 1,032
+samples on 5 ranks three sample ids appear twice. The exact answer: every rank sums float64
+losses and int64 counts, counting a sample id only where it first appears in the padded
+order (``counted``), and ``sync_states`` adds the ranks' sums.
+
+``sync_states`` works on any tracker, because every tracker declares its states and their
+reductions (``trackers.MetricTracker.add_state``): the ``sum`` and ``mean`` states are packed
+by dtype, one ``all_reduce`` per dtype, so float64 sums stay exact and integer counts stay
+integers; ``local`` states stay this rank's own.
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
-__all__ = ["Ranks", "exit_rank", "join", "launched_by_torchrun", "leave", "rank_shard", "torchrun_command",
-           "torchrun_run"]
+__all__ = ["Ranks", "exit_rank", "join", "launched_by_torchrun", "leave", "rank_shard", "sync_simulated", "sync_states",
+           "torchrun_command", "torchrun_run"]
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -49,6 +54,69 @@ class Ranks:
     def sum_(self, tensor: torch.Tensor) -> None:
         """Sum ``tensor`` over all ranks, in place (``all_reduce``)."""
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+
+
+def _as_tensor(value, device) -> torch.Tensor:
+    """A state as a tensor to reduce: Python ints as int64, Python floats as float64."""
+    if isinstance(value, torch.Tensor):
+        return value
+    dtype = torch.int64 if isinstance(value, int) else torch.float64
+    return torch.tensor(value, dtype=dtype, device=device)
+
+
+def _packed_states(tracker, device) -> dict[torch.dtype, tuple[list[str], torch.Tensor]]:
+    """The states ranks combine (``sum`` and ``mean``), flattened into one tensor per dtype."""
+    reduced = [name for name, how in tracker.state_reductions().items() if how != "local"]
+    values = {name: _as_tensor(getattr(tracker, name), device) for name in reduced}
+    packs = {}
+    for dtype in dict.fromkeys(value.dtype for value in values.values()):
+        names = [name for name, value in values.items() if value.dtype == dtype]
+        packs[dtype] = (names, torch.cat([values[name].reshape(-1) for name in names]))
+    return packs
+
+
+def _unpack_states(tracker, packs: dict, world: int) -> None:
+    """Put the combined states back, ``mean`` ones divided by ``world``, Python numbers as Python numbers."""
+    reductions = tracker.state_reductions()
+    for names, packed in packs.values():
+        for name, part in zip(names, packed.split([_numel(getattr(tracker, name)) for name in names])):
+            current = getattr(tracker, name)
+            part = part / world if reductions[name] == "mean" else part
+            if isinstance(current, torch.Tensor):
+                setattr(tracker, name, part.view_as(current).clone())
+            else:
+                setattr(tracker, name, type(current)(part.item()))
+
+
+def _numel(value) -> int:
+    return value.numel() if isinstance(value, torch.Tensor) else 1
+
+
+def sync_states(tracker, ranks: Ranks, device: torch.device | str = "cpu") -> None:
+    """Combine ``tracker``'s declared states over all ranks, in place, as each state's reduction says.
+
+    Called once at the end of an epoch, before ``get_metrics``: one ``all_reduce`` per dtype.
+    """
+    packs = _packed_states(tracker, device)
+    for _, packed in packs.values():
+        ranks.sum_(packed)
+    _unpack_states(tracker, packs, ranks.world)
+
+
+def sync_simulated(trackers: list) -> None:
+    """``sync_states`` for ranks simulated in one process: ``trackers[r]`` is rank ``r``'s tracker.
+
+    Adds the packed states exactly as ``all_reduce`` would (in rank order), so a check can
+    run a learner's tracker on several shards without starting processes
+    (``lessons/exercises.py``).
+    """
+    packs = [_packed_states(tracker, "cpu") for tracker in trackers]
+    for dtype in packs[0]:
+        total = torch.stack([pack[dtype][1] for pack in packs]).sum(0)
+        for pack in packs:
+            pack[dtype][1].copy_(total)
+    for tracker, pack in zip(trackers, packs):
+        _unpack_states(tracker, pack, len(trackers))
 
 
 def launched_by_torchrun() -> bool:

@@ -1,6 +1,6 @@
-"""History files: strict, lossless and atomic; and the seed's lossy serialiser, for demos only.
+"""History files: strict, lossless and atomic.
 
-A history is the record of hours of compute. The seed's incident lost one: its file held
+A history is the record of hours of compute. The incident lost one: its file held
 ``[0.0, 0.0, ...]`` where the console had shown real losses. This module makes that
 impossible for the files the package writes:
 
@@ -13,9 +13,8 @@ impossible for the files the package writes:
   then ``os.replace``-d over the old file, so a crash leaves the old file or the new one,
   never half of one.
 
-``seed_lossy_dumps`` is the seed's symptom (``x if math.isfinite(x) else 0.0``), kept so the
-notebooks can show what such a serialiser does to a history. Nothing in the package saves
-a history through it.
+``read_back`` and ``strict_parse_ok`` read any history text, also one that other writers made
+(``specimens/serialisers.py`` holds the lossy ones the notebooks compare).
 """
 
 from __future__ import annotations
@@ -38,8 +37,9 @@ __all__ = [
     "loads_history",
     "loads_strict",
     "map_leaves",
+    "read_back",
     "save_history",
-    "seed_lossy_dumps",
+    "strict_parse_ok",
 ]
 
 HISTORY_FORMAT = "accumbug-history/1"
@@ -171,10 +171,18 @@ def map_leaves(obj, leaf):
     return leaf(obj)
 
 
-def _seed_sanitise(value):
-    return value if not isinstance(value, float) or math.isfinite(value) else 0.0
+def read_back(text: str) -> dict:
+    """What a reader gets from ``text``: Python's ``json`` rules, and the strict format decoded."""
+    document = json.loads(text)
+    if isinstance(document, dict) and document.get("format") == HISTORY_FORMAT:
+        return loads_history(text)
+    return document
 
 
-def seed_lossy_dumps(history) -> str:
-    """The seed's symptom: every non-finite value becomes ``0.0``, then ``json.dumps``. Demo only."""
-    return json.dumps(map_leaves(history, _seed_sanitise))
+def strict_parse_ok(text: str) -> bool:
+    """Whether a strict JSON parser accepts ``text`` (no ``NaN`` / ``Infinity`` tokens)."""
+    try:
+        loads_strict(text)
+    except ValueError:
+        return False
+    return True

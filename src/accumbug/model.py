@@ -1,6 +1,6 @@
 """The small classifier trained in every run: an MLP with a wide class head.
 
-The seed's model ended in a 7,120-way head; what matters for the lesson is the shape of the
+The incident's model ended in a 7,120-way head; what matters for the lesson is the shape of the
 loss stream (a batch-mean cross entropy starting a little above ln(classes) and falling
 slowly), not the backbone, so a two-layer MLP keeps a full epoch within seconds on a GPU and
 well under a minute on a laptop CPU.
@@ -18,7 +18,7 @@ class SmallClassifier(nn.Sequential):
     """Flatten -> Linear(in_features, hidden) -> ReLU -> Linear(hidden, classes).
 
     ``head_scale`` multiplies the head's default initial weights: spread-out initial logits
-    put the first losses above ln(classes), as the seed's epoch-1 loss of 9.1621 sat above
+    put the first losses above ln(classes), as the incident's epoch-1 loss of 9.1621 sat above
     ln(7120) = 8.87.
     """
 

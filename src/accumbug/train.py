@@ -1,34 +1,33 @@
-"""The shared trainer: the seed's loop, once, feeding several trackers the same batches.
+"""The shared trainer: the incident's loop, once, feeding several trackers the same batches.
 
 ``train(config, trackers)`` runs forward, ``CrossEntropyLoss``, backward and an optimizer
-step per batch, then calls ``update`` on every tracker with that batch's loss, outputs and
-labels, exactly as the seed's loop called its one ``metrics.update``. Because all trackers
-see the same numbers, any difference between their histories comes from accumulation alone.
+step per batch, then calls ``update(loss, outputs, labels)`` on every tracker, exactly as
+the incident's loop called its one ``metrics.update``. Because all trackers see the same
+numbers, any difference between their histories comes from accumulation alone. A tracker
+is anything that speaks the protocol of ``trackers.Tracker``.
 
-The console is the seed's: a tqdm bar per epoch whose postfix shows the first tracker's
+The console is the incident's: a tqdm bar per epoch whose postfix shows the first tracker's
 running metrics (``progress=True``; ``tqdm.auto`` gives the notebook widget), then one line
-per tracker, ``Epoch 1 [Train]: loss=9.1621, top1=0.00%, top5=0.20%``. With ``out=`` the run
-folder gets ``config.json`` at the start and, after every epoch, ``console.log``, one strict
-history file per tracker (``history.py``) and ``checkpoint.pt``, committed together
-(``rundir.py``). ``resume=True`` continues such a folder from its last completed epoch and,
-on a CPU, writes the same bytes an uninterrupted run would have.
+per tracker, ``Epoch 1 [Train]: loss=9.1621, top1=0.00%, top5=0.20%``. With ``out=`` every
+epoch is committed to a run folder (``runfolder.py``); ``resume=True`` continues one from
+its last committed epoch and, on a CPU, writes the same bytes an uninterrupted run would.
 
 Non-finite batch losses are counted per epoch (``train_nonfinite_batches`` in every
 history); ``stop_on_nonfinite`` stops at the first one, before its optimizer step.
-``eval_only`` runs the same loop without gradients or optimizer steps (the histories' keys
-then start with ``eval_``): every epoch measures the same seeded model.
+``eval_only`` runs the same loop without gradients or optimizer steps (history keys then
+start with ``eval_``). ``loss_hook`` lets a test or a demo change a batch's loss (a NaN at
+batch 70, say) without a setting in the config.
 
 Under ``torchrun`` (``ranks=`` from ``distributed.join``) the model is wrapped in
-``DistributedDataParallel``, each rank walks its ``DistributedSampler`` shard, the exact
-trackers get per-sample losses with the padding rows marked, and every tracker with a
-``sync`` sums its states over the ranks at the end of the epoch; rank 0 alone prints and
-writes the run folder (``05_distributed.ipynb``).
+``DistributedDataParallel``, each rank walks its ``DistributedSampler`` shard, trackers that
+declare ``per_sample_loss`` get per-sample losses with the padding rows marked, and every
+tracker's declared states are combined at the end of the epoch (``distributed.sync_states``);
+rank 0 alone prints and writes the run folder (``05_distributed.ipynb``).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import math
 import platform
 import random
@@ -36,6 +35,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -44,26 +44,39 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .data import DataSpec, EpochBatches, SyntheticImages, preset
-from .distributed import Ranks, rank_shard
-from .history import HistoryFileError, dumps_history, load_history
+from .distributed import Ranks, rank_shard, sync_states
+from .history import dumps_history
 from .model import SmallClassifier
-from .rundir import RunFolderError, commit_files, create_run_folder, remove_stale_staging
+from .runfolder import (
+    CHECKPOINT,
+    CONSOLE,
+    RECORDED_STATES,
+    RunFolder,
+    RunFolderError,
+    history_filename,
+    history_key,
+)
 from .seeding import seed_everything
-from .trackers import TOPK, ExactTracker, make_tracker
+from .trackers import TOPK, Tracker
 
-__all__ = ["AMP_MODES", "CHECKPOINT", "NonFiniteLossError", "TrainConfig", "TrainResult", "format_epoch_line",
-           "history_filename", "read_run_config", "train"]
+__all__ = ["AMP_MODES", "LossHook", "NonFiniteLossError", "TrainConfig", "TrainResult", "format_epoch_line",
+           "run_config", "train"]
 
 AMP_MODES = ("off", "float16", "bfloat16")
 POSTFIX_EVERY = 25  # batches between postfix updates: get_metrics may sync the device
 PROGRESS_SECONDS = 1.0  # at most one bar redraw a second: a notebook gets a few hundred messages, not thousands
-CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = "accumbug-checkpoint/1"
+CHECKPOINT_FORMAT = "accumbug-checkpoint/2"
 RESUMABLE_CHANGES = ("epochs", "progress", "device")  # settings a resumed run may change
+LossHook = Callable[[int, torch.Tensor], torch.Tensor]  # (1-based step of the run, loss) -> the loss to use
 
 
 class NonFiniteLossError(RuntimeError):
     """A batch loss was NaN or infinite and the run was asked to stop on the first one."""
+
+
+def _whole(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}={value!r}: must be a whole number >= {minimum}")
 
 
 @dataclass(frozen=True)
@@ -84,22 +97,16 @@ class TrainConfig:
     batch_size: int | None = None
     stop_on_nonfinite: bool = False
     eval_only: bool = False  # no gradients, no optimizer steps: each epoch measures the seeded model
-    nan_batch: int | None = None  # 1-based batch of the run whose loss is made NaN (demos, fault tests)
 
     def __post_init__(self) -> None:
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(f"epochs={self.epochs!r}: must be a whole number >= 1")
+        _whole("epochs", self.epochs, 1)
+        _whole("seed", self.seed, 0)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr={self.lr!r}: must be a finite number > 0")
         if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
             raise ValueError(f"momentum={self.momentum!r}: must be in [0, 1)")
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp={self.amp!r}: unknown; allowed: {', '.join(AMP_MODES)}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed={self.seed!r}: must be a whole number >= 0")
-        if self.nan_batch is not None and (isinstance(self.nan_batch, bool) or not isinstance(self.nan_batch, int)
-                                           or self.nan_batch < 1):
-            raise ValueError(f"nan_batch={self.nan_batch!r}: must be a whole number >= 1 (or None)")
         spec = self.data_spec()  # raises on a bad preset, size or batch size
         if spec.classes < TOPK:
             raise ValueError(f"classes={spec.classes}: top-{TOPK} accuracy needs at least {TOPK} classes")
@@ -109,6 +116,11 @@ class TrainConfig:
         changes = {f: getattr(self, f) for f in ("samples", "classes", "batch_size") if getattr(self, f) is not None}
         return preset(self.preset, **changes)
 
+    @property
+    def phase(self) -> str:
+        """``train`` or ``eval``: the prefix of the history keys."""
+        return "eval" if self.eval_only else "train"
+
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
@@ -116,6 +128,14 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"config keys {unknown}: unknown; allowed: {', '.join(sorted(names))}")
         return cls(**values)
+
+
+def run_config(folder: RunFolder) -> TrainConfig:
+    """The config a run folder was made with (``--resume`` starts from it)."""
+    try:
+        return TrainConfig.from_dict(folder.record["config"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise RunFolderError(f"{str(folder.path)!r}: config.json is corrupt ({error})") from None
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -138,13 +158,14 @@ class TrainResult:
 
     ``histories[name]`` maps ``train_loss``, ``train_top1``, ... and the raw accumulator
     state ``train_loss_sum`` / ``train_total`` to one value per epoch, as the tracker held
-    them in memory. ``console[name]`` holds the same epochs as the console printed them
-    (rounded to the printed digits); ``console_lines`` the printed lines. With
-    ``train(..., trajectory=True)``, ``trajectories[name][e]`` is ``loss_sum`` after each
-    batch of epoch ``e + 1`` (a host sync per batch, so only when asked). With
-    ``train(..., records=True)``, ``records[e]`` holds this process's samples of epoch
-    ``e + 1`` in the order seen: ``sample_id``, per-sample ``loss``, ``counted``, ``outputs``
-    and ``labels`` (for checks computed without the trackers; small runs only).
+    them in memory (keys from ``runfolder.history_key``). ``console[name]`` holds the same
+    epochs as the console printed them (rounded to the printed digits); ``console_lines``
+    the printed lines. With ``train(..., trajectory=True)``, ``trajectories[name][e]`` is
+    ``loss_sum`` after each batch of epoch ``e + 1`` (a host sync per batch, so only when
+    asked). With ``train(..., records=True)``, ``records[e]`` holds this process's samples of
+    epoch ``e + 1`` in the order seen: ``sample_id``, per-sample ``loss``, ``counted``,
+    ``outputs`` and ``labels`` (for checks computed without the trackers; small runs only).
+    ``folder`` is the run folder, when there is one.
     """
 
     config: TrainConfig
@@ -155,245 +176,102 @@ class TrainResult:
     epoch_seconds: list[float] = field(default_factory=list)
     trajectories: dict[str, list[list[float]]] = field(default_factory=dict)
     records: list[dict[str, torch.Tensor]] = field(default_factory=list)
-    out: Path | None = None
+    folder: RunFolder | None = None
     model: nn.Module | None = None
 
     @property
+    def out(self) -> Path | None:
+        """The run folder's path, when there is one."""
+        return None if self.folder is None else self.folder.path
+
+    @property
     def phase(self) -> str:
-        """``train`` or ``eval``: the prefix of the history keys."""
-        return "eval" if self.config.eval_only else "train"
-
-
-def format_epoch_line(epoch: int, metrics: dict, tracker: str | None = None, phase: str = "train") -> str:
-    """The seed's epoch line; with several trackers the tracker's name follows in brackets."""
-    line = f"Epoch {epoch} [{phase.title()}]: loss={metrics['loss']:.4f}, top1={metrics['top1']:.2f}%, top5={metrics['top5']:.2f}%"
-    return f"{line}  [{tracker}]" if tracker else line
+        return self.config.phase
 
 
 def _postfix(metrics: dict) -> dict:
-    """The seed's ``pbar.set_postfix`` dict."""
-    return {"loss": f"{metrics['loss']:.4f}", "top1": f"{metrics['top1']:.2f}%", "top5": f"{metrics['top5']:.2f}%"}
+    """The incident's ``pbar.set_postfix`` dict: the loss, and top-1 and top-5 where the tracker counts them."""
+    shown = {"loss": f"{metrics['loss']:.4f}"}
+    shown.update({key: f"{metrics[key]:.2f}%" for key in ("top1", "top5") if key in metrics})
+    return shown
 
 
-def history_filename(tracker_name: str) -> str:
-    return f"history-{tracker_name.replace(':', '-')}.json"
+def format_epoch_line(epoch: int, metrics: dict, tracker: str | None = None, phase: str = "train") -> str:
+    """The incident's epoch line; with several trackers the tracker's name follows in brackets."""
+    shown = ", ".join(f"{key}={value}" for key, value in _postfix(metrics).items())
+    line = f"Epoch {epoch} [{phase.title()}]: {shown}"
+    return f"{line}  [{tracker}]" if tracker else line
 
 
-def _tracker_history(tracker, config: TrainConfig) -> dict:
-    return {"tracker": tracker.name, "accumulator": tracker.accumulator, "preset": config.preset}
-
-
-def _record_epoch(history: dict, tracker, metrics: dict, nonfinite_batches: int, phase: str) -> None:
-    state = {"loss_sum": float(tracker.loss_sum), "total": int(tracker.total), "nonfinite_batches": nonfinite_batches}
-    for key, value in {**metrics, **state}.items():
-        history.setdefault(f"{phase}_{key}", []).append(value)
-
-
-def read_run_config(out) -> tuple[TrainConfig, list[str]]:
-    """The config and tracker names a run folder was made with (for ``--resume``)."""
-    path = Path(out) / "config.json"
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        return TrainConfig.from_dict(record["config"]), list(record["trackers"])
-    except FileNotFoundError:
-        raise RunFolderError(f"resume={str(out)!r}: no config.json there; not a run folder") from None
-    except (ValueError, KeyError, TypeError) as error:
-        raise RunFolderError(f"resume={str(out)!r}: config.json is corrupt ({error})") from None
+def _check_trackers(trackers, trajectory: bool) -> list:
+    trackers = list(trackers)
+    if not trackers:
+        raise ValueError("trackers=[]: give at least one tracker")
+    for index, tracker in enumerate(trackers):
+        if not isinstance(tracker, Tracker):
+            raise ValueError(f"trackers[{index}]={tracker!r}: not a tracker (update, get_metrics, reset, "
+                             "state_reductions, name, accumulator, per_sample_loss; see accumbug.trackers); "
+                             "accumbug.lab.make_tracker makes one from a name such as 'exact'")
+        if trajectory and "loss_sum" not in tracker.state_reductions():
+            raise ValueError(f"trajectory=True: tracker {tracker.name!r} declares no loss_sum state to follow")
+    names = [t.name for t in trackers]
+    if len(set(names)) != len(names):
+        raise ValueError(f"trackers={names}: each tracker may appear once")
+    return trackers
 
 
 def train(config: TrainConfig, trackers, *, out=None, overwrite: bool = False, trajectory: bool = False,
-          resume: bool = False, records: bool = False, ranks: Ranks | None = None) -> TrainResult:
-    """Run ``config`` once, feeding every tracker (objects or names for ``make_tracker``).
+          resume: bool = False, records: bool = False, ranks: Ranks | None = None,
+          loss_hook: LossHook | None = None) -> TrainResult:
+    """Run ``config`` once, feeding every tracker (objects that speak ``trackers.Tracker``).
 
-    ``resume=True`` continues the run folder ``out`` from its checkpoint; ``config`` may differ
-    from the folder's only in ``epochs``, ``progress`` and ``device``. ``ranks`` (from
-    ``distributed.join``) makes this process one rank of a ``torchrun`` run; only rank 0
-    uses ``out``.
+    ``resume=True`` continues the run folder ``out`` from its last committed epoch; ``config``
+    may differ from the folder's only in ``epochs``, ``progress`` and ``device``. ``ranks``
+    (from ``distributed.join``) makes this process one rank of a ``torchrun`` run; only rank 0
+    uses ``out``. ``loss_hook(step, loss)`` may replace each batch's loss (fault tests, demos).
     """
-    trackers = [make_tracker(t) if isinstance(t, str) else t for t in trackers]
-    names = [t.name for t in trackers]
-    if not trackers:
-        raise ValueError("trackers=[]: give at least one tracker")
-    if len(set(names)) != len(names):
-        raise ValueError(f"trackers={names}: each tracker may appear once")
+    trackers = _check_trackers(trackers, trajectory)
     device = _resolve_device(config.device)
-    out = Path(out) if out is not None else None
-    if ranks is not None:
-        if resume:
-            raise ValueError("resume=True: a run under torchrun cannot be resumed; start it again")
-        if not ranks.writes_files:
-            out = None
+    if ranks is not None and resume:
+        raise ValueError("resume=True: a run under torchrun cannot be resumed; start it again")
+    if resume and out is None:
+        raise ValueError("resume=True needs out=, the run folder to continue")
+    if out is not None and (ranks is None or ranks.writes_files):
+        folder = RunFolder(out) if resume else _new_folder(out, overwrite, config, device, trackers, ranks)
+    else:
+        folder = None
+    run = _Run(config, trackers, device, folder, ranks, trajectory, records, loss_hook)
     if resume:
-        if out is None:
-            raise ValueError("resume=True needs out=, the run folder to continue")
-        state = _load_checkpoint(out, config, names)
-        return _run(config, trackers, device, out, trajectory, state, records, None)
-    if out is not None:
-        record = {"config": asdict(config), "data": asdict(config.data_spec()), "device": str(device), "trackers": names,
-                  "torch": torch.__version__, "python": platform.python_version(),
-                  "ranks": {"world": ranks.world, "backend": ranks.backend} if ranks else None}
-        create_run_folder(out, overwrite, {"config.json": (json.dumps(record, indent=1) + "\n").encode()})
+        run.restore()
     try:
-        return _run(config, trackers, device, out, trajectory, None, records, ranks)
+        return run.epochs()
     except BaseException:
-        if out is not None and not (out / CHECKPOINT).exists():
-            shutil.rmtree(out, ignore_errors=True)  # nothing completed: leave no half-made run folder
+        if folder is not None and not resume and folder.epochs == 0:
+            shutil.rmtree(folder.path, ignore_errors=True)  # nothing completed: leave no half-made run folder
         raise
 
 
-def _load_checkpoint(out: Path, config: TrainConfig, names: list[str]) -> dict:
-    """The checkpoint of ``out``, checked against the config, the trackers and the history files."""
-    saved_config, saved_names = read_run_config(out)
+def _new_folder(out, overwrite: bool, config: TrainConfig, device, trackers, ranks: Ranks | None) -> RunFolder:
+    record = {"config": asdict(config), "data": asdict(config.data_spec()), "device": str(device),
+              "trackers": [t.name for t in trackers], "torch": torch.__version__,
+              "python": platform.python_version(),
+              "ranks": {"world": ranks.world, "backend": ranks.backend} if ranks else None}
+    return RunFolder.create(out, record, overwrite)
+
+
+def _check_resumable(folder: RunFolder, config: TrainConfig, names: list[str]) -> None:
+    """Refuse to resume ``folder`` with other settings or trackers, or with fewer epochs than it has."""
+    saved = run_config(folder)
     for name in (f.name for f in fields(TrainConfig) if f.name not in RESUMABLE_CHANGES):
-        if getattr(config, name) != getattr(saved_config, name):
-            raise RunFolderError(f"{name}={getattr(config, name)!r}: the run in {str(out)!r} was made with "
-                                 f"{name}={getattr(saved_config, name)!r}; a resumed run keeps its settings")
-    if names != saved_names:
-        raise RunFolderError(f"trackers={names}: the run in {str(out)!r} was made with trackers={saved_names}")
-    path = out / CHECKPOINT
-    if not path.exists():
-        raise RunFolderError(f"resume={str(out)!r}: no {CHECKPOINT}; no epoch of this run was completed")
-    try:
-        state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"format {state.get('format')!r}")
-    except Exception as error:  # torch raises several types for a damaged file
-        raise RunFolderError(f"{str(path)!r}: corrupt or truncated checkpoint ({type(error).__name__})") from None
-    if config.epochs < state["epoch"]:
-        raise RunFolderError(f"epochs={config.epochs}: the run in {str(out)!r} has already completed "
-                             f"{state['epoch']} epochs")
-    for name in names:
-        file = out / history_filename(name)
-        try:
-            on_disk = load_history(file)
-        except (OSError, HistoryFileError) as error:
-            raise RunFolderError(f"{str(file)!r}: unreadable history ({error})") from None
-        if dumps_history(on_disk) != dumps_history(state["histories"][name]):
-            raise RunFolderError(f"{str(file)!r}: does not match {CHECKPOINT}; the folder was changed by hand")
-    remove_stale_staging(out)
-    return state
-
-
-def _checkpoint_bytes(epoch: int, config: TrainConfig, names: list[str], model, optimizer, scaler,
-                      result: TrainResult) -> bytes:
-    state = {
-        "format": CHECKPOINT_FORMAT, "epoch": epoch, "config": asdict(config), "trackers": names,
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-        "histories": result.histories, "console": result.console, "console_lines": result.console_lines,
-        "epoch_seconds": result.epoch_seconds,
-    }
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getvalue()
-
-
-def _restore(state: dict, model, optimizer, scaler, result: TrainResult) -> int:
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng"]["torch"])
-    version, internal, gauss = state["rng"]["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if state["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    result.histories.update(state["histories"])
-    result.console.update(state["console"])
-    result.console_lines.extend(state["console_lines"])
-    result.epoch_seconds.extend(state["epoch_seconds"])
-    return state["epoch"]
-
-
-def _run(config: TrainConfig, trackers: list, device: torch.device, out: Path | None, trajectory: bool,
-         state: dict | None, records: bool, ranks: Ranks | None) -> TrainResult:
-    spec = config.data_spec()
-    seed_everything(config.seed)
-    net = SmallClassifier(spec.pixels, spec.classes, config.hidden).to(device)
-    model = net if ranks is None else DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum)
-    criterion = nn.CrossEntropyLoss()
-    data = SyntheticImages(spec, seed=config.seed, device=device)
-    amp_dtype = None if config.amp == "off" else getattr(torch, config.amp)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "float16")
-    names = [t.name for t in trackers]
-    talks = ranks is None or ranks.writes_files  # prints the console and shows the bar
-    model.train(not config.eval_only)
-
-    result = TrainResult(config=config, device=str(device), model=net, out=out)
-    for tracker in trackers:
-        result.histories[tracker.name] = _tracker_history(tracker, config)
-        result.console[tracker.name] = []
-        if trajectory:
-            result.trajectories[tracker.name] = []
-    done = _restore(state, net, optimizer, scaler, result) if state is not None else 0
-
-    step = done * spec.batches_per_epoch
-    for epoch in range(done + 1, config.epochs + 1):
-        started = time.perf_counter()
-        for tracker in trackers:
-            tracker.reset()
-        for sums in result.trajectories.values():
-            sums.append([])
-        seen = {key: [] for key in ("sample_id", "loss", "counted", "outputs", "labels")} if records else None
-        nonfinite = torch.zeros((), dtype=torch.int64, device=device)
-        batches = _epoch_batches(data, epoch, ranks)
-        bar = tqdm(batches, total=len(batches), desc=f"Epoch {epoch} [{result.phase.title()}]",
-                   disable=not (config.progress and talks), leave=False, mininterval=PROGRESS_SECONDS)
-        for batch_idx, (images, labels, metadata) in enumerate(bar):
-            step += 1
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None), \
-                    torch.set_grad_enabled(not config.eval_only):
-                outputs = model(images)
-                per_sample = F.cross_entropy(outputs, labels, reduction="none") if ranks or records else None
-                loss = criterion(outputs, labels) if ranks is None else per_sample.mean()
-            if step == config.nan_batch:
-                loss = loss * math.nan
-                per_sample = per_sample * math.nan if per_sample is not None else None
-            nonfinite += ~torch.isfinite(loss.detach())
-            if config.stop_on_nonfinite and not torch.isfinite(loss):
-                bar.close()
-                raise NonFiniteLossError(
-                    f"epoch {epoch}, batch {batch_idx + 1}: loss is {loss.item()}; stopped before its optimizer step "
-                    f"(stop_on_nonfinite); the run folder holds the {epoch - 1} completed epoch(s)")
-            if not config.eval_only:
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            loss, outputs = loss.detach(), outputs.detach()
-            counted = metadata.get("counted")
-            for tracker in trackers:
-                if ranks is not None and isinstance(tracker, ExactTracker):
-                    tracker.update(per_sample.detach(), outputs, labels, counted=counted)
-                else:
-                    tracker.update(loss, outputs, labels)
-            for tracker in trackers if trajectory else ():
-                result.trajectories[tracker.name][-1].append(float(tracker.loss_sum))
-            if seen is not None:
-                everyone = torch.ones_like(labels, dtype=torch.bool)
-                for key, value in (("sample_id", metadata["sample_id"]), ("loss", per_sample.detach()),
-                                   ("counted", everyone if counted is None else counted), ("outputs", outputs),
-                                   ("labels", labels)):
-                    seen[key].append(value.cpu())
-            if config.progress and talks and (batch_idx % POSTFIX_EVERY == 0 or batch_idx == len(batches) - 1):
-                bar.set_postfix(_postfix(trackers[0].get_metrics()), refresh=False)
-        bar.close()
-        if ranks is not None:
-            ranks.sum_(nonfinite)
-            for tracker in trackers:
-                if hasattr(tracker, "sync"):
-                    tracker.sync(ranks)
-        if seen is not None:
-            result.records.append({key: torch.cat(values) for key, values in seen.items()})
-        _finish_epoch(result, trackers, epoch, int(nonfinite), talks)
-        result.epoch_seconds.append(time.perf_counter() - started)
-        if out is not None:
-            files = {history_filename(name): dumps_history(result.histories[name]).encode() for name in names}
-            files["console.log"] = ("\n".join(result.console_lines) + "\n").encode()
-            files[CHECKPOINT] = _checkpoint_bytes(epoch, config, names, net, optimizer, scaler, result)
-            commit_files(out, files)
-    return result
+        if getattr(config, name) != getattr(saved, name):
+            raise RunFolderError(f"{name}={getattr(config, name)!r}: the run in {str(folder.path)!r} was made with "
+                                 f"{name}={getattr(saved, name)!r}; a resumed run keeps its settings")
+    if names != folder.trackers:
+        raise RunFolderError(f"trackers={names}: the run in {str(folder.path)!r} was made with "
+                             f"trackers={folder.trackers}")
+    if config.epochs < folder.epochs:
+        raise RunFolderError(f"epochs={config.epochs}: the run in {str(folder.path)!r} has already completed "
+                             f"{folder.epochs} epochs")
 
 
 def _epoch_batches(data: SyntheticImages, epoch: int, ranks: Ranks | None) -> EpochBatches:
@@ -404,15 +282,188 @@ def _epoch_batches(data: SyntheticImages, epoch: int, ranks: Ranks | None) -> Ep
     return EpochBatches(data, order, counted)
 
 
-def _finish_epoch(result: TrainResult, trackers: list, epoch: int, nonfinite_batches: int, talks: bool) -> None:
-    """Record each tracker's epoch and print the console lines (``talks``: this process prints)."""
-    several = len(trackers) > 1
-    for tracker in trackers:
-        metrics = tracker.get_metrics()
-        _record_epoch(result.histories[tracker.name], tracker, metrics, nonfinite_batches, result.phase)
-        line = format_epoch_line(epoch, metrics, tracker.name if several else None, result.phase)
-        if talks:
-            print(line, flush=True)
-        result.console_lines.append(line)
-        shown = _postfix(metrics)
-        result.console[tracker.name].append({k: float(v.rstrip("%")) for k, v in shown.items()})
+class _Run:
+    """One training run's moving parts: model, optimizer, scaler, data, the result being filled."""
+
+    def __init__(self, config: TrainConfig, trackers: list, device: torch.device, folder: RunFolder | None,
+                 ranks: Ranks | None, trajectory: bool, records: bool, loss_hook: LossHook | None):
+        self.config, self.trackers, self.device, self.folder, self.ranks = config, trackers, device, folder, ranks
+        self.records, self.loss_hook = records, loss_hook
+        spec = config.data_spec()
+        seed_everything(config.seed)
+        self.net = SmallClassifier(spec.pixels, spec.classes, config.hidden).to(device)
+        self.model = self.net if ranks is None else DistributedDataParallel(
+            self.net, device_ids=[device.index] if device.type == "cuda" else None)
+        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=config.lr, momentum=config.momentum)
+        self.criterion = nn.CrossEntropyLoss()
+        self.data = SyntheticImages(spec, seed=config.seed, device=device)
+        self.amp_dtype = None if config.amp == "off" else getattr(torch, config.amp)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "float16")
+        self.talks = ranks is None or ranks.writes_files  # prints the console and shows the bar
+        self.result = TrainResult(config=config, device=str(device), model=self.net, folder=folder)
+        for tracker in trackers:
+            self.result.histories[tracker.name] = {"tracker": tracker.name, "accumulator": tracker.accumulator,
+                                                   "preset": config.preset}
+            self.result.console[tracker.name] = []
+            if trajectory:
+                self.result.trajectories[tracker.name] = []
+        self.done = 0
+        self.model.train(not config.eval_only)
+
+    def restore(self) -> None:
+        """Continue the run folder from its last committed epoch: states, histories, console."""
+        folder, names = self.folder, [t.name for t in self.trackers]
+        _check_resumable(folder, self.config, names)
+        if folder.commit() is None:
+            raise RunFolderError(f"resume={str(folder.path)!r}: no {CHECKPOINT}; no epoch of this run was completed")
+        histories, state = folder.histories(), folder.checkpoint()
+        folder.verify()
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("epoch") != folder.epochs:
+            raise RunFolderError(f"{str(folder.file_path(CHECKPOINT))!r}: not the checkpoint of this commit")
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+        self.result.histories.update(histories)
+        self.result.console_lines.extend(folder.console_lines())
+        self.result.epoch_seconds.extend(folder.commit()["epoch_seconds"])
+        for name, history in histories.items():
+            self.result.console[name] = [_printed(history, self.config.phase, epoch) for epoch in range(folder.epochs)]
+        self.done = folder.epochs
+        folder.remove_uncommitted()
+
+    def epochs(self) -> TrainResult:
+        for epoch in range(self.done + 1, self.config.epochs + 1):
+            started = time.perf_counter()
+            nonfinite = self.epoch(epoch)
+            self.finish_epoch(epoch, nonfinite)
+            self.result.epoch_seconds.append(time.perf_counter() - started)
+            if self.folder is not None:
+                self.folder.commit_epoch(epoch, self.epoch_files(epoch), self.result.epoch_seconds)
+        return self.result
+
+    def epoch(self, epoch: int) -> torch.Tensor:
+        """One pass over the epoch's batches; returns the count of non-finite batch losses."""
+        for tracker in self.trackers:
+            tracker.reset()
+        for sums in self.result.trajectories.values():
+            sums.append([])
+        seen = {key: [] for key in ("sample_id", "loss", "counted", "outputs", "labels")} if self.records else None
+        nonfinite = torch.zeros((), dtype=torch.int64, device=self.device)
+        batches = _epoch_batches(self.data, epoch, self.ranks)
+        bar = tqdm(batches, total=len(batches), desc=f"Epoch {epoch} [{self.config.phase.title()}]",
+                   disable=not (self.config.progress and self.talks), leave=False, mininterval=PROGRESS_SECONDS)
+        step = (epoch - 1) * len(batches)
+        for index, (images, labels, metadata) in enumerate(bar):
+            loss, per_sample, outputs = self.step(step + index + 1, images, labels)
+            nonfinite += ~torch.isfinite(loss)
+            if self.config.stop_on_nonfinite and not torch.isfinite(loss):
+                bar.close()
+                raise NonFiniteLossError(
+                    f"epoch {epoch}, batch {index + 1}: loss is {loss.item()}; stopped before its optimizer step "
+                    f"(stop_on_nonfinite); the run folder holds the {epoch - 1} completed epoch(s)")
+            self.optimize(loss)
+            self.feed(loss.detach(), per_sample, outputs.detach(), labels, metadata, seen)
+            if self.config.progress and self.talks and (index % POSTFIX_EVERY == 0 or index == len(batches) - 1):
+                bar.set_postfix(_postfix(self.trackers[0].get_metrics()), refresh=False)
+        bar.close()
+        if seen is not None:
+            self.result.records.append({key: torch.cat(values) for key, values in seen.items()})
+        return nonfinite
+
+    def step(self, step: int, images, labels):
+        """Forward and loss of one batch: the batch-mean loss, per-sample losses where needed, outputs."""
+        per_sample_needed = self.ranks is not None or self.records
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None), \
+                torch.set_grad_enabled(not self.config.eval_only):
+            outputs = self.model(images)
+            per_sample = F.cross_entropy(outputs, labels, reduction="none") if per_sample_needed else None
+            loss = self.criterion(outputs, labels) if self.ranks is None else per_sample.mean()
+        if self.loss_hook is not None:
+            loss = self.loss_hook(step, loss)
+            per_sample = None if per_sample is None else self.loss_hook(step, per_sample)
+        return loss, per_sample, outputs
+
+    def optimize(self, loss: torch.Tensor) -> None:
+        if not self.config.eval_only:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+
+    def feed(self, loss, per_sample, outputs, labels, metadata: dict, seen) -> None:
+        """Every tracker's ``update`` with this batch; the trajectory and the records, when asked."""
+        counted = metadata.get("counted")
+        for tracker in self.trackers:
+            if self.ranks is not None and tracker.per_sample_loss:
+                tracker.update(per_sample.detach(), outputs, labels, counted=counted)
+            else:
+                tracker.update(loss, outputs, labels)
+        for tracker in self.trackers if self.result.trajectories else ():
+            self.result.trajectories[tracker.name][-1].append(float(tracker.loss_sum))
+        if seen is not None:
+            everyone = torch.ones_like(labels, dtype=torch.bool)
+            for key, value in (("sample_id", metadata["sample_id"]), ("loss", per_sample.detach()),
+                               ("counted", everyone if counted is None else counted), ("outputs", outputs),
+                               ("labels", labels)):
+                seen[key].append(value.cpu())
+
+    def finish_epoch(self, epoch: int, nonfinite: torch.Tensor) -> None:
+        """Sync across ranks, record each tracker's epoch and print the console lines."""
+        if self.ranks is not None:
+            self.ranks.sum_(nonfinite)
+            for tracker in self.trackers:
+                sync_states(tracker, self.ranks, self.device)
+        several, phase = len(self.trackers) > 1, self.config.phase
+        for tracker in self.trackers:
+            metrics = tracker.get_metrics()
+            self.result.histories[tracker.name] = _with_epoch(self.result.histories[tracker.name], tracker,
+                                                              metrics, int(nonfinite), phase)
+            line = format_epoch_line(epoch, metrics, tracker.name if several else None, phase)
+            if self.talks:
+                print(line, flush=True)
+            self.result.console_lines.append(line)
+            self.result.console[tracker.name].append({k: float(v.rstrip("%")) for k, v in _postfix(metrics).items()})
+
+    def epoch_files(self, epoch: int) -> dict[str, bytes]:
+        """What a commit holds: one history per tracker, the console, the checkpoint."""
+        files = {history_filename(name): dumps_history(history).encode()
+                 for name, history in self.result.histories.items()}
+        files[CONSOLE] = ("\n".join(self.result.console_lines) + "\n").encode()
+        state = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": self.net.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": _rng_state()}
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        files[CHECKPOINT] = buffer.getvalue()
+        return files
+
+
+def _with_epoch(history: dict, tracker, metrics: dict, nonfinite_batches: int, phase: str) -> dict:
+    """``history`` with one more epoch: the metrics, the recorded states the tracker declares, the non-finite count."""
+    declared = tracker.state_reductions()
+    states = {name: getattr(tracker, name) for name in RECORDED_STATES if name in declared}
+    values = {**metrics, **{name: float(v) if name == "loss_sum" else int(v) for name, v in states.items()},
+              "nonfinite_batches": nonfinite_batches}
+    for key, value in values.items():
+        history.setdefault(history_key(phase, key), []).append(value)
+    return history
+
+
+def _printed(history: dict, phase: str, epoch: int) -> dict[str, float]:
+    """An epoch's values as the console printed them, from its history (a resumed run's earlier epochs)."""
+    metrics = {key: history[history_key(phase, key)][epoch] for key in ("loss", "top1", "top5")
+               if history_key(phase, key) in history}
+    return {k: float(v.rstrip("%")) for k, v in _postfix(metrics).items()}
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "python": list(random.getstate()),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["SEED_BATCH_SIZE", "SEED_CLASSES", "SEED_CONSOLE", "SEED_CONSOLE_LOG", "SEED_SAMPLES"]
+__all__ = ["INCIDENT_BATCH_SIZE", "INCIDENT_CLASSES", "INCIDENT_CONSOLE", "INCIDENT_CONSOLE_LOG", "INCIDENT_SAMPLES"]
 
-SEED_SAMPLES = 136_312
-SEED_CLASSES = 7_120
-SEED_BATCH_SIZE = 16
+INCIDENT_SAMPLES = 136_312
+INCIDENT_CLASSES = 7_120
+INCIDENT_BATCH_SIZE = 16
 
-SEED_CONSOLE_LOG = (
+INCIDENT_CONSOLE_LOG = (
     "Epoch 1 [Train]: loss=9.1621, top1=0.00%, top5=0.20%",
     "Epoch 2 [Train]: loss=8.7352, top1=0.60%, top5=0.60%",
     "Epoch 3 [Train]: loss=8.2003, top1=2.42%, top5=6.25%",
@@ -31,4 +31,4 @@ def _parse(line: str) -> dict[str, float]:
     return {"epoch": int(epoch), "loss": float(loss), "top1": float(top1), "top5": float(top5)}
 
 
-SEED_CONSOLE = tuple(_parse(line) for line in SEED_CONSOLE_LOG)
+INCIDENT_CONSOLE = tuple(_parse(line) for line in INCIDENT_CONSOLE_LOG)

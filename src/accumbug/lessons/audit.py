@@ -7,8 +7,8 @@ typed in. Quoted figures come from the write-up; a "~" figure holds when the mea
 is within 5 % of it, a count only when it is equal.
 
 Claims about the arithmetic are measured on replayed streams (``streams.py``) or tiny
-runs; claims about the full 136,312-sample run read the recorded 4-epoch CPU run in
-``data/reference/full-cpu`` (its command is in ``data/README.md``) and say so.
+runs; claims about the full 136,312-sample run read the recorded 4-epoch CPU run, which
+ships inside the package (``recorded_run``; its command is in ``data/README.md``), and say so.
 ``python -m accumbug audit`` prints the table and writes ``docs/claims.md``;
 ``03_what_really_breaks.ipynb`` shows it.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from importlib import resources
 from pathlib import Path
 from typing import Callable
 
@@ -25,24 +26,25 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .data import SyntheticImages, preset
-from .history import load_history, loads_strict, seed_lossy_dumps
+from ..data import SyntheticImages, preset
+from ..history import loads_strict, read_back, strict_parse_ok
+from ..model import SmallClassifier
+from ..runfolder import CONFIG, RunFolder, history_key, series
+from ..seeding import seed_everything
+from ..specimens.incident_trackers import IncidentBrokenTracker, IncidentFixedTracker
+from ..specimens.serialisers import SERIALISERS, incident_lossy_dumps, write
+from ..train import TrainConfig
+from .catalogue import make_tracker
+from .incident import INCIDENT_BATCH_SIZE, INCIDENT_CLASSES, INCIDENT_SAMPLES
 from .mechanisms import EVIDENCE, diagnosis, fitting, gallery, scenario_losses
-from .model import SmallClassifier
 from .report import format_wrapped
-from .seeding import seed_everything
-from .serialisers import SERIALISERS, read_back, strict_parse_ok, write
-from .seed import SEED_BATCH_SIZE, SEED_CLASSES, SEED_SAMPLES
 from .streams import batch_sizes, first_nonfinite, replay, trajectory_note
-from .trackers import SeedBrokenTracker, SeedFixedTracker, make_tracker
-from .train import TrainConfig, history_filename
 from .weights import same_weights
 
-__all__ = ["CLAIMS", "Claim", "Finding", "Inputs", "REFERENCE_DIR", "claims_markdown", "format_claims", "run_audit"]
+__all__ = ["CLAIMS", "Claim", "Finding", "Inputs", "claims_markdown", "format_claims", "recorded_run", "run_audit"]
 
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "data" / "reference" / "full-cpu"
-REFERENCE_SOURCE = "recorded full run (data/reference/full-cpu; command in data/README.md)"
-REFERENCE_TRACKERS = ("seed-broken:python", "seed-fixed:python", "exact")  # what the claims on the recorded run read
+REFERENCE_SOURCE = "recorded full run (accumbug/lessons/recorded/full-cpu; command in data/README.md)"
+REFERENCE_TRACKERS = ("incident-broken:python", "incident-fixed:python", "exact")  # what the claims on the recorded run read
 APPROX = 0.05  # a "~" figure holds within 5 %
 STREAM_ACCUMULATORS = ("python", "float64", "float32", "bfloat16", "float16")
 HOLDS, REFUTED, NOT_MEASURED = "holds", "refuted", "not measured"
@@ -69,19 +71,27 @@ class Finding:
     source: str
 
 
+def recorded_run() -> Path:
+    """The recorded full run's folder, package data read through ``importlib.resources``."""
+    folder = resources.files("accumbug.lessons") / "recorded" / "full-cpu"
+    if not isinstance(folder, Path):  # installed in a zip: no folder to open
+        raise RuntimeError(f"the recorded run is inside {folder}; install accumbug as files, not as a zip")
+    return folder
+
+
 class Inputs:
     """What the claims are measured on, each made once and on first use."""
 
-    def __init__(self, reference: Path = REFERENCE_DIR):
-        self.reference_dir = Path(reference)
+    def __init__(self, reference: Path | None = None):
+        self.reference_dir = recorded_run() if reference is None else Path(reference)
 
     @cached_property
     def reference(self) -> dict[str, dict] | None:
-        """The recorded full run's histories by tracker name, or None when the folder is missing."""
-        if not (self.reference_dir / "config.json").exists():
+        """The recorded full run's histories by tracker name, or None when there is none committed."""
+        folder = RunFolder(self.reference_dir)
+        if not (self.reference_dir / CONFIG).exists() or folder.commit() is None:
             return None
-        names = loads_strict((self.reference_dir / "config.json").read_text())["trackers"]
-        return {name: load_history(self.reference_dir / history_filename(name)) for name in names}
+        return folder.histories()
 
     @cached_property
     def full_spec(self):
@@ -97,7 +107,7 @@ class Inputs:
     def first_samples(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The full data set's first 64 batches of epoch 1 (1,024 samples): images and labels."""
         data = SyntheticImages(self.full_spec, seed=0)
-        order = data.epoch_order(0)[: 64 * SEED_BATCH_SIZE]
+        order = data.epoch_order(0)[: 64 * INCIDENT_BATCH_SIZE]
         images, labels, _ = data.samples(order)
         return images, labels
 
@@ -139,10 +149,10 @@ def _needs_reference(measure: Callable[[Inputs, dict], Finding]) -> Callable[[In
 
 def _batch_count(inputs: Inputs) -> Finding:
     quoted = 8_519
-    kept = len(DataLoader(range(SEED_SAMPLES), batch_size=SEED_BATCH_SIZE))
-    dropped = len(DataLoader(range(SEED_SAMPLES), batch_size=SEED_BATCH_SIZE, drop_last=True))
+    kept = len(DataLoader(range(INCIDENT_SAMPLES), batch_size=INCIDENT_BATCH_SIZE))
+    dropped = len(DataLoader(range(INCIDENT_SAMPLES), batch_size=INCIDENT_BATCH_SIZE, drop_last=True))
     trainer = len(SyntheticImages(inputs.full_spec).batches(0))
-    last = SEED_SAMPLES - (kept - 1) * SEED_BATCH_SIZE
+    last = INCIDENT_SAMPLES - (kept - 1) * INCIDENT_BATCH_SIZE
     measured = (f"{trainer:,} batches in the trainer, the last of {last} samples; DataLoader: {kept:,}, "
                 f"or {dropped:,} with drop_last=True")
     if trainer == quoted:
@@ -155,7 +165,7 @@ def _batch_count(inputs: Inputs) -> Finding:
 
 
 def _batch_average(inputs: Inputs) -> Finding:
-    outputs, labels = inputs.untrained_outputs(1.0)[:SEED_BATCH_SIZE], inputs.first_samples[1][:SEED_BATCH_SIZE]
+    outputs, labels = inputs.untrained_outputs(1.0)[:INCIDENT_BATCH_SIZE], inputs.first_samples[1][:INCIDENT_BATCH_SIZE]
     criterion = nn.CrossEntropyLoss()
     loss = criterion(outputs, labels).item()
     per_sample = nn.functional.cross_entropy(outputs, labels, reduction="none")
@@ -168,10 +178,10 @@ def _batch_average(inputs: Inputs) -> Finding:
 
 @_needs_reference
 def _broken_state(inputs: Inputs, reference: dict) -> Finding:
-    broken, exact = reference["seed-broken:python"], reference["exact"]
-    loss_sum, total = broken["train_loss_sum"][0], broken["train_total"][0]
-    dropped_total = (SEED_SAMPLES // SEED_BATCH_SIZE) * SEED_BATCH_SIZE
-    same_as_exact = abs(loss_sum / total - exact["train_loss"][0]) <= 1e-12 * exact["train_loss"][0]
+    broken, exact = reference["incident-broken:python"], reference["exact"]
+    loss_sum, total = series(broken, "loss_sum")[0], series(broken, "total")[0]
+    dropped_total = (INCIDENT_SAMPLES // INCIDENT_BATCH_SIZE) * INCIDENT_BATCH_SIZE
+    same_as_exact = abs(loss_sum / total - series(exact, "loss")[0]) <= 1e-12 * series(exact, "loss")[0]
     measured = (f"epoch 1: loss_sum = {loss_sum:,.0f} ({_pct(loss_sum, 1_238_000)}), total = {total:,} "
                 f"(every sample; {dropped_total:,} = 8,519 x 16 without the last batch); loss_sum / total "
                 f"{'equals' if same_as_exact else 'differs from'} the exact loss {exact['train_loss'][0]:.4f}")
@@ -191,7 +201,7 @@ def _formula(inputs: Inputs) -> Finding:
     data = SyntheticImages(spec, seed=0)
     seed_everything(0)
     model = SmallClassifier(spec.pixels, spec.classes)
-    broken, fixed, per_sample = SeedBrokenTracker("python"), SeedFixedTracker("python"), []
+    broken, fixed, per_sample = IncidentBrokenTracker("python"), IncidentFixedTracker("python"), []
     with torch.no_grad():
         for images, labels, _ in data.batches(0):
             outputs = model(images)
@@ -234,15 +244,15 @@ def _accumulators(runs: dict, accepted: list[str], condition: str) -> str:
 
 
 def _overflow(inputs: Inputs) -> Finding:
-    runs = _replayed(inputs, "seed-broken")
+    runs = _replayed(inputs, "incident-broken")
     nonfinite = [acc for acc, (trajectory, _) in runs.items() if first_nonfinite(trajectory) is not None]
     measured = "; ".join(f"{acc}: {_describe(*run)}" for acc, run in runs.items())
     return Finding(measured, _accumulators(runs, nonfinite, "the accumulator is"),
-                   "seed-broken tracker, one full-size epoch (8,520 batches) replayed")
+                   "incident-broken tracker, one full-size epoch (8,520 batches) replayed")
 
 
 def _serialised(inputs: Inputs) -> Finding:
-    history = {"train_loss": [math.nan, math.inf, -math.inf]}
+    history = {history_key("train", "loss"): [math.nan, math.inf, -math.inf]}
     shown, zeroing = [], []
     for name in SERIALISERS:
         try:
@@ -262,9 +272,9 @@ def _serialised(inputs: Inputs) -> Finding:
 
 @_needs_reference
 def _fixed_state(inputs: Inputs, reference: dict) -> Finding:
-    fixed = reference["seed-fixed:python"]
-    loss_sum, total, loss = fixed["train_loss_sum"][0], fixed["train_total"][0], fixed["train_loss"][0]
-    dropped = SEED_SAMPLES // SEED_BATCH_SIZE
+    fixed = reference["incident-fixed:python"]
+    loss_sum, total, loss = series(fixed, "loss_sum")[0], series(fixed, "total")[0], series(fixed, "loss")[0]
+    dropped = INCIDENT_SAMPLES // INCIDENT_BATCH_SIZE
     measured = (f"epoch 1: loss_sum = {loss_sum:,.0f} ({_pct(loss_sum, 74_000)}), total = {total:,} batches, "
                 f"loss = {loss:.4f} ({_pct(loss, 8.68)}; exact {reference['exact']['train_loss'][0]:.4f})")
     if not (_approx(loss_sum, 74_000) and _approx(loss, 8.68)):
@@ -279,16 +289,16 @@ def _fixed_state(inputs: Inputs, reference: dict) -> Finding:
 def _reasonable(inputs: Inputs) -> Finding:
     losses, sizes = inputs.full_stream
     exact = sum(loss * size for loss, size in zip(losses.tolist(), sizes)) / sum(sizes)
-    runs = _replayed(inputs, "seed-fixed")
+    runs = _replayed(inputs, "incident-fixed")
     close = [acc for acc, (_, loss) in runs.items() if _approx(loss, exact)]
     measured = f"exact {exact:.4f}; " + "; ".join(f"{acc}: {_describe(*run)}" for acc, run in runs.items())
     return Finding(measured, _accumulators(runs, close, "the accumulator is"),
-                   "seed-fixed tracker, one full-size epoch replayed; reasonable = within 5 % of exact")
+                   "incident-fixed tracker, one full-size epoch replayed; reasonable = within 5 % of exact")
 
 
 @_needs_reference
 def _same_run(inputs: Inputs, reference: dict) -> Finding:
-    broken, fixed = reference["seed-broken:python"]["train_loss"], reference["seed-fixed:python"]["train_loss"]
+    broken, fixed = series(reference["incident-broken:python"], "loss"), series(reference["incident-fixed:python"], "loss")
     gaps = [abs(b - f) for b, f in zip(broken, fixed)]
     quoted_gap = 9.08 - 8.68
     measured = (f"epoch 1: broken {broken[0]:.4f}, fixed {fixed[0]:.4f}; largest gap over {len(gaps)} epochs "
@@ -300,12 +310,12 @@ def _same_run(inputs: Inputs, reference: dict) -> Finding:
 def _console_vs_file(inputs: Inputs, reference: dict) -> Finding:
     corrupted = finite_console = 0
     for history in reference.values():
-        saved = loads_strict(seed_lossy_dumps(history))["train_loss"]
-        for shown, kept in zip(history["train_loss"], saved):
+        saved = series(loads_strict(incident_lossy_dumps(history)), "loss")
+        for shown, kept in zip(series(history, "loss"), saved):
             if not (shown == kept or (math.isnan(shown) and math.isnan(kept))):
                 corrupted += 1
                 finite_console += math.isfinite(shown)
-    total = sum(len(h["train_loss"]) for h in reference.values())
+    total = sum(len(series(h, "loss")) for h in reference.values())
     both = fitting(inputs.diagnosis_rows, ("console_real", "file_zero"))
     measured = (f"{corrupted} of {total} losses saved through the write-up's sanitiser differ from the console; "
                 f"the console showed a finite value for {finite_console} of them. Gallery, console real and file "
@@ -320,8 +330,8 @@ def _console_vs_file(inputs: Inputs, reference: dict) -> Finding:
 
 @_needs_reference
 def _accuracies(inputs: Inputs, reference: dict) -> Finding:
-    saved = {(tuple(h["train_top1"]), tuple(h["train_top5"])) for h in reference.values()}
-    top1, top5 = reference["exact"]["train_top1"], reference["exact"]["train_top5"]
+    saved = {(tuple(series(h, "top1")), tuple(series(h, "top5"))) for h in reference.values()}
+    top1, top5 = series(reference["exact"], "top1"), series(reference["exact"], "top5")
     measured = (f"{len(reference)} trackers, {len(saved)} distinct top-1/top-5 histories; last epoch "
                 f"top-1 {top1[-1]:.2f} %, top-5 {top5[-1]:.2f} %")
     return Finding(measured, HOLDS if len(saved) == 1 else REFUTED, REFERENCE_SOURCE)
@@ -330,8 +340,8 @@ def _accuracies(inputs: Inputs, reference: dict) -> Finding:
 def _weights(inputs: Inputs) -> Finding:
     accumulators = ("python", "float16", "bfloat16")
     config = TrainConfig(preset="tiny", epochs=2, seed=0)
-    broken = [f"seed-broken:{acc}" for acc in accumulators]
-    fixed = [f"seed-fixed:{acc}" for acc in accumulators]
+    broken = [f"incident-broken:{acc}" for acc in accumulators]
+    fixed = [f"incident-fixed:{acc}" for acc in accumulators]
     identical = same_weights(config, broken, fixed)
     measured = (f"two tiny runs, seed 0, {config.epochs} epochs, tracked by {', '.join(broken)} and by "
                 f"{', '.join(fixed)}: state_dicts {'identical' if identical else 'different'} bit for bit")
@@ -342,7 +352,7 @@ def _initial_loss(inputs: Inputs) -> Finding:
     labels = inputs.first_samples[1]
     default = nn.functional.cross_entropy(inputs.untrained_outputs(1.0), labels).item()
     spread = nn.functional.cross_entropy(inputs.untrained_outputs(4.0), labels).item()
-    chance = math.log(SEED_CLASSES)
+    chance = math.log(INCIDENT_CLASSES)
     measured = (f"untrained 7,120-way model, first 1,024 samples: {default:.4f} with PyTorch's default init "
                 f"({_pct(default, 9.14)}), {spread:.4f} with the package's 4x head; ln 7120 = {chance:.4f}")
     if inputs.reference is not None:
@@ -357,17 +367,17 @@ CLAIMS = (
     Claim(2, "loss.item() is already the batch average",
           "CrossEntropyLoss on one batch against the mean of its per-sample losses", _batch_average),
     Claim(3, "broken: loss_sum ~1,238,000 and total ~136,304 after an epoch",
-          "seed-broken:python state after epoch 1 of the full run", _broken_state),
+          "incident-broken:python state after epoch 1 of the full run", _broken_state),
     Claim(4, "the broken formula loss_sum * batch_size / num_samples is wrong",
           "both trackers against the float64 mean of every per-sample loss", _formula),
     Claim(5, "floating-point accumulation over ~8,519 iterations makes the broken metric NaN or Inf",
-          "replay a full epoch's batch losses through seed-broken with each accumulator", _overflow),
+          "replay a full epoch's batch losses through incident-broken with each accumulator", _overflow),
     Claim(6, "JSON serialises NaN/Inf as 0.0",
           "write [nan, inf, -inf] with each writer and read it back", _serialised),
     Claim(7, "fixed: loss_sum ~74,000, total ~8,519, loss ~8.68",
-          "seed-fixed:python state after epoch 1 of the full run", _fixed_state),
+          "incident-fixed:python state after epoch 1 of the full run", _fixed_state),
     Claim(8, 'the fixed metrics are "in a reasonable range"',
-          "replay a full epoch through seed-fixed with each accumulator; compare with the exact loss", _reasonable),
+          "replay a full epoch through incident-fixed with each accumulator; compare with the exact loss", _reasonable),
     Claim(9, "on the same run the broken tracker gives 9.08 and the fixed one 8.68",
           "both trackers' epoch losses from one run that fed them the same batches", _same_run),
     Claim(10, "the console shows real values while the JSON is corrupted",
@@ -381,9 +391,10 @@ CLAIMS = (
 )
 
 
-def run_audit(reference: str | Path = REFERENCE_DIR) -> list[dict]:
-    """Measure every claim. Rows: ``number, quote, method, measured, verdict, source``."""
-    inputs = Inputs(Path(reference))
+def run_audit(reference: str | Path | None = None) -> list[dict]:
+    """Measure every claim (on ``reference``, a run folder, or the recorded run). Rows: ``number, quote,
+    method, measured, verdict, source``."""
+    inputs = Inputs(reference)
     rows = []
     for claim in CLAIMS:
         finding = claim.measure(inputs)

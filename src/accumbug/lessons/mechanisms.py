@@ -1,6 +1,6 @@
 """The mechanism gallery: each way a history can end up wrong, as a small runnable case.
 
-Every case starts from the write-up's own console (``seed.py``): four epochs whose batch
+Every case starts from the write-up's own console (``incident.py``): four epochs whose batch
 losses and top-1/top-5 hit rates follow its printed values. It runs one faulty piece of
 code on that scenario -- a tracker, the order of ``reset()`` and the history append, a
 serialiser, or a training step -- and returns an ``Outcome``: the loss the console printed
@@ -24,19 +24,26 @@ from typing import Callable
 
 import torch
 
-from .data import preset
-from .distributed import rank_shard
+from ..data import preset
+from ..distributed import rank_shard
+from ..history import read_back
+from ..runfolder import history_key, series
+from ..specimens.gallery_trackers import (
+    GuardedTracker,
+    InPlaceMeanTracker,
+    TensorLossTracker,
+)
+from ..specimens.incident_trackers import IncidentBrokenTracker, IncidentFixedTracker
+from ..specimens.serialisers import write
+from ..trackers import ExactTracker
+from ..train import TrainConfig
+from .incident import INCIDENT_CONSOLE
 from .report import format_rows
-from .seed import SEED_CONSOLE
-from .serialisers import read_back, write
 from .streams import batch_sizes, scored_batches, simulated_losses, trajectory_note
-from .trackers import ExactTracker, SeedBrokenTracker, SeedFixedTracker
-from .train import TrainConfig
 from .weights import bitwise_equal, toy_sgd, trained_weights
 
-__all__ = ["EVIDENCE", "MECHANISMS", "GuardedTracker", "InPlaceMeanTracker", "Mechanism", "Outcome",
-           "TensorLossTracker", "diagnosis", "exact_loss", "fitting", "format_diagnosis", "format_gallery", "gallery",
-           "log_epochs", "mechanism", "scenario_losses", "seed_scenario"]
+__all__ = ["EVIDENCE", "MECHANISMS", "Mechanism", "Outcome", "diagnosis", "exact_loss", "fitting", "format_diagnosis", "format_gallery", "gallery",
+           "log_epochs", "mechanism", "scenario_losses", "incident_scenario"]
 
 SPREAD = 0.2  # each epoch's batch losses fall from (console loss + SPREAD) to (console loss - SPREAD)
 REAL_WITHIN = 0.02  # a console value is "real" when finite and within 2 % of the exact loss
@@ -50,11 +57,11 @@ CONTEXT = 0.3  # extra per-token loss per e-fold shorter sequence, for the accum
 
 def scenario_losses(batches: int, epoch: int, noise: float = 0.05) -> torch.Tensor:
     """Batch losses of epoch ``epoch`` (0-based): falling linearly around the write-up's console loss."""
-    printed = SEED_CONSOLE[epoch]["loss"]
+    printed = INCIDENT_CONSOLE[epoch]["loss"]
     return simulated_losses(batches, printed + SPREAD, printed - SPREAD, noise, seed=epoch)
 
 
-def seed_scenario(sizes: list[int] | None = None, noise: float = 0.05, extra: torch.Tensor | None = None) -> list[list[tuple]]:
+def incident_scenario(sizes: list[int] | None = None, noise: float = 0.05, extra: torch.Tensor | None = None) -> list[list[tuple]]:
     """Four epochs of ``(loss, outputs, labels)`` batches shaped like the write-up's console.
 
     Epoch ``e``'s batch losses are ``scenario_losses`` (plus ``extra``, one value per batch),
@@ -63,7 +70,7 @@ def seed_scenario(sizes: list[int] | None = None, noise: float = 0.05, extra: to
     """
     sizes = batch_sizes(preset("small")) if sizes is None else sizes
     epochs = []
-    for index, printed in enumerate(SEED_CONSOLE):
+    for index, printed in enumerate(INCIDENT_CONSOLE):
         losses = scenario_losses(len(sizes), index, noise)
         losses = losses if extra is None else losses + extra
         epochs.append(scored_batches(losses, sizes, printed["top1"] / 100, printed["top5"] / 100, seed=index))
@@ -76,13 +83,13 @@ def exact_loss(batches) -> float:
 
 
 def log_epochs(epochs, tracker, read_after_reset: bool = False) -> tuple[list[float], dict, list[float]]:
-    """The seed's loop around its tracker: update every batch, print, append to the history, reset.
+    """The incident's loop around its tracker: update every batch, print, append to the history, reset.
 
     Returns the console's epoch losses (as printed, 4 decimals), the history in memory, and
     ``loss_sum`` after each batch of the first epoch. With ``read_after_reset`` the history
     is read after ``reset()`` instead of before it.
     """
-    console, history, trajectory = [], {"train_loss": [], "train_top1": [], "train_top5": []}, []
+    console, history, trajectory = [], {history_key("train", key): [] for key in ("loss", "top1", "top5")}, []
     for index, batches in enumerate(epochs):
         for loss, outputs, labels in batches:
             tracker.update(loss, outputs, labels)
@@ -94,7 +101,7 @@ def log_epochs(epochs, tracker, read_after_reset: bool = False) -> tuple[list[fl
             tracker.reset()
         kept = tracker.get_metrics() if read_after_reset else shown
         for key in ("loss", "top1", "top5"):
-            history[f"train_{key}"].append(kept[key])
+            history[history_key("train", key)].append(kept[key])
         tracker.reset()
     return console, history, trajectory
 
@@ -116,9 +123,9 @@ class Outcome:
 def _outcome(console, history, epochs, weights_fine, serialiser, trajectory, batches=None) -> Outcome:
     text = write(history, serialiser)
     saved = read_back(text)
-    return Outcome(console=console, file=[float(v) for v in saved["train_loss"]],
+    return Outcome(console=console, file=[float(v) for v in series(saved, "loss")],
                    exact=[exact_loss(epoch) for epoch in epochs],
-                   file_top5=[float(v) for v in saved["train_top5"]], weights_fine=weights_fine, file_text=text,
+                   file_top5=[float(v) for v in series(saved, "top5")], weights_fine=weights_fine, file_text=text,
                    batches=len(epochs[0]) if batches is None else batches, trajectory=trajectory)
 
 
@@ -130,72 +137,24 @@ def _reference_weights() -> dict[str, torch.Tensor]:
 
 def _logged(make_tracker: Callable, epochs=None, serialiser: str = "strict", read_after_reset: bool = False,
             weights_fine: bool | None = None) -> Outcome:
-    """A logging bug: run the seed's loop with a fresh tracker; weights from the trainer with it attached."""
-    epochs = seed_scenario() if epochs is None else epochs
+    """A logging bug: run the incident's loop with a fresh tracker; weights from the trainer with it attached."""
+    epochs = incident_scenario() if epochs is None else epochs
     console, history, trajectory = log_epochs(epochs, make_tracker(), read_after_reset)
     if weights_fine is None:
         weights_fine = bitwise_equal(_reference_weights(), trained_weights(WEIGHTS_CONFIG, [make_tracker()]))
     return _outcome(console, history, epochs, weights_fine, serialiser, trajectory)
 
 
-class InPlaceMeanTracker(SeedBrokenTracker):
-    """The seed's broken tracker plus a running-mean buffer that is reused: ``reset`` zeroes it in place.
-
-    ``get_metrics`` hands out the buffer itself, so every history entry is the same tensor,
-    and the ``reset()`` after the last epoch sets all of them to 0.0 before they are saved.
-    """
-
-    kind = "in-place-mean"
-
-    def __init__(self):
-        self.mean = torch.zeros((), dtype=torch.float64)
-        super().__init__("python")
-
-    def reset(self):
-        super().reset()
-        self.mean.zero_()
-
-    def update(self, loss, outputs, labels):
-        super().update(loss, outputs, labels)
-        self.mean.fill_(self.loss_sum / self.total)
-
-    def get_metrics(self):
-        return {**super().get_metrics(), "loss": self.mean}
-
-
-class TensorLossTracker(SeedBrokenTracker):
-    """The seed's broken tracker on a float32 tensor accumulator, returning ``loss_sum / total`` unconverted (a 0-dim tensor)."""
-
-    kind = "tensor-loss"
-
-    def __init__(self):
-        super().__init__("float32")
-
-    def get_metrics(self):
-        return {**super().get_metrics(), "loss": self.loss_sum / self.total}
-
-
-class GuardedTracker(SeedBrokenTracker):
-    """The seed's broken tracker with a zero-division guard: an empty tracker reports 0.0 for every metric."""
-
-    kind = "guarded"
-
-    def get_metrics(self):
-        if self.total == 0:
-            return {"loss": 0.0, "top1": 0.0, "top5": 0.0}
-        return super().get_metrics()
-
-
 def _float16_overflow() -> Outcome:
-    return _logged(lambda: SeedBrokenTracker("float16"))
+    return _logged(lambda: IncidentBrokenTracker("float16"))
 
 
 def _float16_stall() -> Outcome:
-    return _logged(lambda: SeedFixedTracker("float16"), seed_scenario(batch_sizes(preset("full"))))
+    return _logged(lambda: IncidentFixedTracker("float16"), incident_scenario(batch_sizes(preset("full"))))
 
 
 def _bfloat16_stall() -> Outcome:
-    return _logged(lambda: SeedBrokenTracker("bfloat16"))
+    return _logged(lambda: IncidentBrokenTracker("bfloat16"))
 
 
 def _same_toy_weights(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -203,22 +162,22 @@ def _same_toy_weights(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def _nonfinite_batch() -> Outcome:
-    epochs = seed_scenario()
+    epochs = incident_scenario()
     epoch, batch = NONFINITE_AT
     _, outputs, labels = epochs[epoch][batch]
     epochs[epoch][batch] = (torch.tensor(float("nan")), outputs, labels)
     # weights: the GradScaler skips the poisoned step (batch 5 holds item 80); fine if that equals leaving it out
     steps = [[(b * 16 + i, 1 / 16) for i in range(16)] for b in range(16)]
     weights_fine = _same_toy_weights(toy_sgd(steps, items=256, poisoned=80), toy_sgd(steps[:5] + steps[6:], items=256))
-    return _logged(lambda: SeedBrokenTracker("python"), epochs, weights_fine=weights_fine)
+    return _logged(lambda: IncidentBrokenTracker("python"), epochs, weights_fine=weights_fine)
 
 
 def _lossy_zero() -> Outcome:
-    return _logged(lambda: SeedBrokenTracker("float16"), serialiser="seed-sanitiser")
+    return _logged(lambda: IncidentBrokenTracker("float16"), serialiser="incident-sanitiser")
 
 
 def _nan_to_num() -> Outcome:
-    return _logged(lambda: SeedBrokenTracker("float16"), serialiser="nan_to_num")
+    return _logged(lambda: IncidentBrokenTracker("float16"), serialiser="nan_to_num")
 
 
 def _broad_sanitiser() -> Outcome:
@@ -234,7 +193,7 @@ def _read_after_reset() -> Outcome:
 
 
 def _partial_last_batch() -> Outcome:
-    return _logged(lambda: SeedFixedTracker("python"))
+    return _logged(lambda: IncidentFixedTracker("python"))
 
 
 def _rank_shards(samples: int, epoch: int) -> list[list[int]]:
@@ -245,18 +204,18 @@ def _rank_shards(samples: int, epoch: int) -> list[list[int]]:
 def _ddp_padding() -> Outcome:
     """Ranks simulated in one process: each feeds its own exact tracker; rank 0 prints; the file keeps the rank average."""
     samples = preset("tiny").samples
-    per_sample = seed_scenario([1] * samples, noise=2.0)
-    console, history = [], {"train_loss": [], "train_top1": [], "train_top5": []}
+    per_sample = incident_scenario([1] * samples, noise=2.0)
+    console, history = [], {history_key("train", key): [] for key in ("loss", "top1", "top5")}
     for index, items in enumerate(per_sample):
         per_rank = []
         for shard in _rank_shards(samples, index):
-            tracker = SeedBrokenTracker("python")
+            tracker = IncidentBrokenTracker("python")
             for batch in _rank_batches(shard, items):
                 tracker.update(*batch)
             per_rank.append(tracker.get_metrics())
         console.append(float(f"{per_rank[0]['loss']:.4f}"))
         for key in ("loss", "top1", "top5"):
-            history[f"train_{key}"].append(sum(m[key] for m in per_rank) / RANKS)  # all_reduce(AVG)
+            history[history_key("train", key)].append(sum(m[key] for m in per_rank) / RANKS)  # all_reduce(AVG)
     rank_batches = -(-len(_rank_shards(samples, 0)[0]) // BATCH_SIZE)
     return _outcome(console, history, per_sample, _ddp_weights_fine(samples), "strict", [], batches=rank_batches)
 
@@ -285,7 +244,7 @@ def _grad_accumulation() -> Outcome:
     """Micro-batches of variable token counts, logged (and back-propagated) as a mean of micro-batch means."""
     generator = torch.Generator().manual_seed(0)
     tokens = torch.randint(32, 513, (256,), generator=generator).tolist()
-    epochs = seed_scenario(tokens, extra=CONTEXT * torch.log(512 / torch.tensor(tokens, dtype=torch.float32)))
+    epochs = incident_scenario(tokens, extra=CONTEXT * torch.log(512 / torch.tensor(tokens, dtype=torch.float32)))
     first = tokens[:4 * MICRO_BATCHES]  # the first four optimizer steps, on a pool of toy tokens
     starts = [sum(first[:g]) for g in range(len(first))]
     per_micro, per_token = [], []
@@ -295,7 +254,7 @@ def _grad_accumulation() -> Outcome:
         per_micro.append([(starts[g] + t, 1 / (MICRO_BATCHES * first[g])) for g in micro for t in range(first[g])])
         per_token.append([(starts[g] + t, 1 / step_tokens) for g in micro for t in range(first[g])])
     weights_fine = _same_toy_weights(toy_sgd(per_micro, sum(first)), toy_sgd(per_token, sum(first)))
-    return _logged(lambda: SeedFixedTracker("python"), epochs, weights_fine=weights_fine)
+    return _logged(lambda: IncidentFixedTracker("python"), epochs, weights_fine=weights_fine)
 
 
 @dataclass(frozen=True)
@@ -311,7 +270,7 @@ class Mechanism:
 
 MECHANISMS = (
     Mechanism("float16-overflow", "float16 accumulator overflows",
-              "The seed's broken tracker sums loss * 16 in float16; the sum passes 65,504 and becomes inf.",
+              "The incident's broken tracker sums loss * 16 in float16; the sum passes 65,504 and becomes inf.",
               "Sum in float64 (or Python floats) whatever the model's dtype.", _float16_overflow),
     Mechanism("float16-stall", 'float16 "fixed" tracker stalls',
               "Summing ~9 per batch in float16, the sum grows until float16's spacing there exceeds twice the "
@@ -342,8 +301,8 @@ MECHANISMS = (
               "Read and save the epoch's metrics before reset(); let an empty tracker return NaN, not 0.0.",
               _read_after_reset),
     Mechanism("partial-last-batch", "mean of batch means",
-              'The seed\'s "fixed" tracker counts batches, so the last batch of 8 weighs as much as one of 16.',
-              "Weight by batch size: loss_sum += loss * n; total += n (the seed's \"broken\" code).",
+              'The incident\'s "fixed" tracker counts batches, so the last batch of 8 weighs as much as one of 16.',
+              "Weight by batch size: loss_sum += loss * n; total += n (the incident's \"broken\" code).",
               _partial_last_batch),
     Mechanism("ddp-padding", "DistributedSampler padding and per-rank means",
               "Rank 0 prints its own shard's mean; the file keeps the average of rank means, padding duplicates included.",

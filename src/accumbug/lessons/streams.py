@@ -6,7 +6,7 @@ full preset's 8,520 batches, so tests, the audit and the explorer use it to show
 float16 ``loss_sum`` overflows or a "fixed" one stalls (``03_what_really_breaks.ipynb``).
 
 ``scored_batches`` adds outputs and labels with chosen top-1/top-5 hit rates, so the
-mechanism gallery can feed whole trackers, accuracies included. ``loss_sums`` is the seed
+mechanism gallery can feed whole trackers, accuracies included. ``loss_sums`` is the incident
 trackers' loss arithmetic alone, several times faster than ``replay``: the explorer
 (``04_explorer.ipynb``) redraws with it on every change of a control.
 """
@@ -18,8 +18,9 @@ import math
 
 import torch
 
-from .data import DataSpec
-from .trackers import ACCUMULATORS, TOPK
+from ..data import DataSpec
+from ..specimens.incident_trackers import ACCUMULATORS
+from ..trackers import TOPK
 
 __all__ = ["batch_sizes", "epoch_mean", "first_nonfinite", "loss_sums", "replay", "scored_batches",
            "simulated_losses", "stall_start", "trajectory_note"]
@@ -100,10 +101,10 @@ def scored_batches(losses: torch.Tensor, sizes: list[int], top1: float, top5: fl
 
 
 def loss_sums(losses: torch.Tensor, sizes: list[int], weighted: bool, accumulator: str) -> list[float]:
-    """``loss_sum`` after each batch, as a seed tracker holds it, without the accuracy counting.
+    """``loss_sum`` after each batch, as an incident tracker holds it, without the accuracy counting.
 
-    ``weighted`` adds ``loss * batch_size`` (``SeedBrokenTracker``, and ``ExactTracker`` with
-    ``float64``), otherwise ``loss`` (``SeedFixedTracker``). The additions are the trackers'
+    ``weighted`` adds ``loss * batch_size`` (``IncidentBrokenTracker``, and ``ExactTracker`` with
+    ``float64``), otherwise ``loss`` (``IncidentFixedTracker``). The additions are the trackers'
     own: Python floats for ``python``, 0-dim tensors of the accumulator's dtype otherwise, so
     the result equals ``replay`` bit for bit (``tests/test_streams.py``).
     """
@@ -124,7 +125,7 @@ def loss_sums(losses: torch.Tensor, sizes: list[int], weighted: bool, accumulato
 
 
 def epoch_mean(loss_sum: float, total: int, accumulator: str) -> float:
-    """``loss_sum / total`` as a seed tracker's ``get_metrics`` divides: in the accumulator's dtype."""
+    """``loss_sum / total`` as an incident tracker's ``get_metrics`` divides: in the accumulator's dtype."""
     if accumulator == "python":
         return loss_sum / total
     return float(torch.tensor(loss_sum, dtype=getattr(torch, accumulator)) / total)

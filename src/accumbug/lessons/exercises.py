@@ -1,5 +1,8 @@
 """Checks for the find-the-bug exercises in ``notebooks/exercises/``.
 
+The trackers a learner writes speak the package's tracker protocol (``trackers.Tracker``:
+subclass ``MetricTracker``, declare states with ``add_state``, write ``update(loss, outputs,
+labels)`` and ``get_metrics()``), so a solved tracker can be passed to ``train()`` as it is.
 Each check runs the learner's code on cases where wrong answers part from the right one and
 returns a ``Check``: one line per case, passed or not. A check never raises on wrong code
 -- an exception in the learner's code is a failed case -- so the exercise notebooks,
@@ -21,12 +24,14 @@ from typing import Callable
 
 import torch
 
-from .data import preset
-from .distributed import rank_shard
-from .history import loads_strict
+from ..data import preset
+from ..distributed import rank_shard, sync_simulated
+from ..history import loads_strict
+from ..runfolder import history_key
+from ..trackers import TOPK
+from .catalogue import make_tracker
 from .mechanisms import scenario_losses
 from .streams import batch_sizes, replay, trajectory_note
-from .trackers import make_tracker
 
 __all__ = ["Check", "check_accumulator", "check_epoch_loss", "check_rank_reduction", "check_serialiser"]
 
@@ -67,15 +72,21 @@ def _weighted_mean(losses: list[float], sizes: list[int]) -> float:
     return math.fsum(loss * size for loss, size in zip(losses, sizes)) / sum(sizes)
 
 
-def _feed(cls, losses: torch.Tensor, sizes: list[int]) -> float:
-    tracker = cls()
+def _blanks(sizes) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Outputs and labels for each batch size: the checks are about the loss, so they are zeros."""
+    return {n: (torch.zeros(n, TOPK), torch.zeros(n, dtype=torch.int64)) for n in set(sizes)}
+
+
+def _feed(tracker, losses: torch.Tensor, sizes: list[int]) -> float:
+    """``update`` once per batch with its mean loss; the epoch loss ``get_metrics`` gives."""
+    blanks = _blanks(sizes)
     for loss, size in zip(losses, sizes):
-        tracker.update(loss, size)
-    return float(tracker.compute())
+        tracker.update(loss, *blanks[size])
+    return float(tracker.get_metrics()["loss"])
 
 
 def check_epoch_loss(cls) -> Check:
-    """Check a class with ``reset()``, ``update(loss, batch_size)`` and ``compute() -> float``.
+    """Check a tracker class: ``update(loss, outputs, labels)``, ``get_metrics()["loss"]``, ``reset()``.
 
     ``loss`` is a batch-mean loss as a 0-dim tensor. The epoch loss must be the per-sample
     mean: weighted by batch size, exact over a full-size float16 epoch, NaN for an empty
@@ -87,30 +98,28 @@ def check_epoch_loss(cls) -> Check:
     half = scenario_losses(len(full), 0).to(torch.float16)
 
     def weighted():
-        value, truth = _feed(cls, losses, sizes), _weighted_mean(losses.tolist(), sizes)
+        value, truth = _feed(cls(), losses, sizes), _weighted_mean(losses.tolist(), sizes)
         return _close(value, truth), f"64 batches of 16 at loss 2.0 and one of 8 at 6.0 give {value:.6f}; per-sample mean {truth:.6f}"
 
     def long_half():
-        value, truth = _feed(cls, half, full), _weighted_mean(half.tolist(), full)
+        value, truth = _feed(cls(), half, full), _weighted_mean(half.tolist(), full)
         return _close(value, truth), f"8,520 float16 batch losses (mixed precision) give {value:.6f}; exact {truth:.6f}"
 
     def fresh_epoch():
         tracker = cls()
-        for loss, size in zip(losses, sizes):
-            tracker.update(loss, size)
+        _feed(tracker, losses, sizes)
         tracker.reset()
-        tracker.update(torch.tensor(5.0), 16)
-        value = float(tracker.compute())
+        value = _feed(tracker, torch.tensor([5.0]), [16])
         return value == 5.0, f"after reset() and one batch at 5.0: {value}"
 
     def empty():
-        value = float(cls().compute())
+        value = float(cls().get_metrics()["loss"])
         return math.isnan(value), f"an epoch with no batches gives {value} (NaN says 'nothing measured'; 0.0 looks like a loss)"
 
     def nonfinite():
         poisoned = losses.clone()
         poisoned[10] = float("nan")
-        value = _feed(cls, poisoned, sizes)
+        value = _feed(cls(), poisoned, sizes)
         return math.isnan(value), f"an epoch with one NaN batch gives {value} (it must show, not vanish)"
 
     return Check(tuple(_attempt(name, case) for name, case in (
@@ -119,7 +128,7 @@ def check_epoch_loss(cls) -> Check:
 
 
 def check_accumulator(tracker: str, accumulator: str) -> Check:
-    """Check a choice of seed tracker (``seed-broken``/``seed-fixed``) and accumulator for an fp16 model.
+    """Check a choice of incident tracker (``incident-broken``/``incident-fixed``) and accumulator for an fp16 model.
 
     The model's outputs are float16 (so ``auto`` means float16). The choice must give the
     exact per-sample loss over a full-size epoch and over an epoch of very uneven batches.
@@ -143,13 +152,13 @@ def check_accumulator(tracker: str, accumulator: str) -> Check:
 
 
 HISTORY = {
-    "tracker": "seed-broken:float16",
+    "tracker": "incident-broken:float16",
     "note": "NaN",
-    "train_loss": [9.1621, math.inf, math.nan, -math.inf, 0.1 + 0.2, -0.0],
-    "train_total": [136312, 136312, 136312, 136312, 136312, 136312],
+    history_key("train", "loss"): [9.1621, math.inf, math.nan, -math.inf, 0.1 + 0.2, -0.0],
+    history_key("train", "total"): [136312, 136312, 136312, 136312, 136312, 136312],
     "limits": [5e-324, 1.7976931348623157e308],
 }
-FINITE = {"train_loss": [9.1621, 8.7352], "train_total": [136312, 136312]}
+FINITE = {history_key("train", "loss"): [9.1621, 8.7352], history_key("train", "total"): [136312, 136312]}
 
 
 def _same(a, b) -> bool:
@@ -197,8 +206,9 @@ RANK_BATCH = 16  # per rank, as in ``05_distributed.ipynb``
 
 
 def _rank_epoch(cls, losses: torch.Tensor, world: int, trackers=None) -> tuple[float, float]:
-    """One epoch on ``world`` simulated ranks: each rank's tracker takes its shard's batches, then
-    ``state()`` is summed over the ranks (what ``all_reduce`` does) and rank 0 computes.
+    """One epoch on ``world`` simulated ranks: each rank's tracker takes its shard's batches as
+    per-sample losses with ``counted=``, then the declared states are combined over the ranks
+    as ``all_reduce`` does (``distributed.sync_simulated``) and rank 0 reads ``get_metrics``.
 
     Returns the learner's epoch loss and the exact one (each sample id once).
     """
@@ -206,23 +216,35 @@ def _rank_epoch(cls, losses: torch.Tensor, world: int, trackers=None) -> tuple[f
     for rank, tracker in enumerate(trackers):
         order, counted = rank_shard(len(losses), world, rank, seed=0, epoch=0)
         for start in range(0, len(order), RANK_BATCH):
-            tracker.update(losses[order[start:start + RANK_BATCH]], counted[start:start + RANK_BATCH])
-    states = [[float(v) for v in tracker.state()] for tracker in trackers]
-    if len({len(state) for state in states}) != 1:
-        raise ValueError(f"state() gave lists of different lengths on different ranks: {states}")
-    summed = [math.fsum(column) for column in zip(*states)]
-    return float(trackers[0].compute(summed)), math.fsum(losses.double().tolist()) / len(losses)
+            chosen = order[start:start + RANK_BATCH]
+            outputs, labels = _blanks([len(chosen)])[len(chosen)]
+            tracker.update(losses[chosen], outputs, labels, counted=counted[start:start + RANK_BATCH])
+    sync_simulated(trackers)
+    return float(trackers[0].get_metrics()["loss"]), math.fsum(losses.double().tolist()) / len(losses)
+
+
+def _one_process(cls, losses: torch.Tensor) -> tuple[bool, str]:
+    """In one process the trainer passes batch means and no ``counted``: the epoch loss must be sample-weighted."""
+    sizes = [16] * 64 + [8]
+    means = torch.stack([chunk.mean() for chunk in losses.split(sizes)])
+    value, truth = _feed(cls(), means, sizes), _weighted_mean(means.tolist(), sizes)
+    return _close(value, truth), f"one process, 65 batch means (the last of 8 samples) give {value:.6f}; exact {truth:.6f}"
+
+
+def _asks_per_sample(cls) -> tuple[bool, str]:
+    value = getattr(cls, "per_sample_loss", None)
+    return value is True, f"per_sample_loss is {value!r} (True: under torchrun the trainer passes per-sample losses and counted=)"
 
 
 def check_rank_reduction(cls) -> Check:
-    """Check a class with ``reset()``, ``update(losses, counted)``, ``state() -> list`` and ``compute(summed)``.
+    """Check a tracker class meant for torchrun: ``per_sample_loss = True``, states ranks can add.
 
     Each simulated rank feeds its own instance its ``DistributedSampler`` shard in batches of
-    16: ``losses`` is the batch's per-sample losses (float32), ``counted`` is False on the
-    sampler's padding repeats. ``state()`` is what the rank sends; the check sums each entry
-    over the ranks (``all_reduce``) and passes the sums to ``compute``. The epoch loss must be
-    the per-sample mean over every sample id once, on 2, 3, 4 and 5 ranks, and after
-    ``reset()``.
+    16: ``loss`` is the batch's per-sample losses (float32), ``counted`` is False on the
+    sampler's padding repeats. The ranks' declared states are then combined by their
+    reductions. The epoch loss must be the per-sample mean over every sample id once, on 2,
+    3, 4 and 5 ranks, and after ``reset()``; in one process, where the trainer passes the
+    batch mean and no ``counted``, it must be the sample-weighted mean.
     """
     generator = torch.Generator().manual_seed(0)
     tiny = preset("tiny").samples  # 1,032: pads to 1,035 on 5 ranks
@@ -249,4 +271,5 @@ def check_rank_reduction(cls) -> Check:
         ("2 ranks, a partial last batch on each", ranks(2, tiny)),
         ("4 ranks, shards of 258 and 257 counted samples", ranks(4, tiny - 2)),
         ("5 ranks, three padding repeats", ranks(5, tiny)),
-        ("reset", fresh_epoch))))
+        ("reset", fresh_epoch), ("one process", lambda: _one_process(cls, losses)),
+        ("asks for per-sample losses", lambda: _asks_per_sample(cls)))))

@@ -19,7 +19,8 @@ import io
 
 import torch
 
-from .train import TrainConfig, train
+from ..train import TrainConfig, train
+from .catalogue import make_trackers
 
 __all__ = ["TOY_FEATURES", "bitwise_equal", "same_weights", "toy_sgd", "trained_weights"]
 
@@ -54,7 +55,7 @@ def trained_weights(config: TrainConfig, trackers) -> dict[str, torch.Tensor]:
     nothing from threads (on a busy machine, threads make them many times slower).
     """
     with contextlib.redirect_stdout(io.StringIO()), _one_thread():
-        return train(config, trackers).model.state_dict()
+        return train(config, make_trackers(trackers)).model.state_dict()
 
 
 def same_weights(config: TrainConfig, trackers_a, trackers_b) -> bool:

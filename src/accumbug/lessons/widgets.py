@@ -25,16 +25,25 @@ from dataclasses import dataclass
 import ipywidgets as widgets
 from matplotlib.figure import Figure
 
-from .data import DataSpec
-from .mechanisms import EVIDENCE, MECHANISMS, diagnosis, gallery, mechanism, scenario_losses
+from ..data import DataSpec
+from ..history import read_back
+from ..runfolder import history_key, series
+from ..specimens.incident_trackers import ACCUMULATORS
+from ..specimens.serialisers import SERIALISERS, write
+from .mechanisms import (
+    EVIDENCE,
+    MECHANISMS,
+    diagnosis,
+    gallery,
+    mechanism,
+    scenario_losses,
+)
 from .plots import plot_case, plot_trajectory, save_figure
-from .serialisers import SERIALISERS, read_back, write
 from .streams import batch_sizes, epoch_mean, first_nonfinite, loss_sums, stall_start
-from .trackers import ACCUMULATORS
 
 __all__ = ["ACCUMULATION_CONTROLS", "Explorer", "TRACKER_CHOICES", "View", "accumulation_view", "mechanism_view"]
 
-TRACKER_CHOICES = ("seed-broken", "seed-fixed", "exact")
+TRACKER_CHOICES = ("incident-broken", "incident-fixed", "exact")
 ACCUMULATOR_CHOICES = tuple(a for a in ACCUMULATORS if a != "auto")
 ACCUMULATION_CONTROLS = ("samples", "batch_size", "accumulator", "tracker", "serialiser")
 WIDE = ("python", "float64")
@@ -70,13 +79,13 @@ def accumulation_view(samples: int, batch_size: int, accumulator: str, tracker: 
     sizes = batch_sizes(DataSpec(samples=samples, classes=1, batch_size=batch_size))
     losses = scenario_losses(len(sizes), 0)
     used = "float64" if tracker == "exact" else accumulator
-    weighted = tracker != "seed-fixed"
+    weighted = tracker != "incident-fixed"
     trajectory = loss_sums(losses, sizes, weighted, used)
     value = epoch_mean(trajectory[-1], samples if weighted else len(sizes), used)
     exact = loss_sums(losses, sizes, True, "python")[-1] / samples
     try:
-        written = write({"train_loss": [value]}, serialiser)
-        read = float(read_back(written)["train_loss"][0])
+        written = write({history_key("train", "loss"): [value]}, serialiser)
+        read = float(series(read_back(written), "loss")[0])
     except ValueError as error:  # json-strict refuses a non-finite value: that is its answer
         written, read = f"ValueError: {error}", None
     overflow, stall = first_nonfinite(trajectory), stall_start(trajectory)
@@ -128,7 +137,7 @@ class Explorer:
     """
 
     def __init__(self, samples: int = MAX_SAMPLES, batch_size: int = 16, accumulator: str = "float16",
-                 tracker: str = "seed-fixed", serialiser: str = "seed-sanitiser", mechanism: str = "aliased-reset"):
+                 tracker: str = "incident-fixed", serialiser: str = "incident-sanitiser", mechanism: str = "aliased-reset"):
         gallery()
         style = {"description_width": "90px"}
         self.controls = {

@@ -2,8 +2,8 @@
 
 ``plot_trajectory`` draws ``loss_sum`` after every batch of one epoch on a log scale, with
 float16's largest value (65,504) and each stall or overflow marked: where a half-precision
-accumulator stops counting. ``plot_divergence`` draws, per accumulator, each seed tracker's epoch loss as held in memory
-(which the console printed), as the seed's lossy serialiser would have saved it, and the
+accumulator stops counting. ``plot_divergence`` draws, per accumulator, each incident tracker's epoch loss as held in memory
+(which the console printed), as the incident's lossy serialiser would have saved it, and the
 exact loss. A non-finite value cannot sit on an axis, so it is drawn as a triangle at the
 top edge, labelled with its value. ``plot_outcome`` and ``plot_gallery`` draw the mechanism
 gallery's cases the same way: per epoch, the console's loss, the file's loss and the exact
@@ -23,7 +23,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .history import atomic_write_bytes
+from ..history import atomic_write_bytes
 from .streams import first_nonfinite, stall_start
 
 __all__ = ["FLOAT16_MAX", "OKABE_ITO", "figure_png", "plot_case", "plot_divergence", "plot_gallery", "plot_outcome",
@@ -33,10 +33,10 @@ OKABE_ITO = {
     "black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
     "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7",
 }
-TRACKER_COLOURS = {"seed-broken": OKABE_ITO["vermillion"], "seed-fixed": OKABE_ITO["blue"], "exact": OKABE_ITO["black"],
+TRACKER_COLOURS = {"incident-broken": OKABE_ITO["vermillion"], "incident-fixed": OKABE_ITO["blue"], "exact": OKABE_ITO["black"],
                    "naive-rank0": OKABE_ITO["orange"], "naive-rank-mean": OKABE_ITO["sky"],
                    "naive-padded": OKABE_ITO["purple"]}
-MARKER_SIZES = {"seed-broken": 9, "seed-fixed": 5}  # broken drawn larger, so equal values stay visible
+MARKER_SIZES = {"incident-broken": 9, "incident-fixed": 5}  # broken drawn larger, so equal values stay visible
 ACCUMULATOR_STYLES = {"python": "-", "float64": "-", "float32": "-.", "bfloat16": ":", "float16": "--", "auto": "-."}
 FLOAT16_MAX = 65504.0
 GALLERY_STYLES = {
@@ -92,14 +92,14 @@ def _plot_series(axis, epochs, values, top, label, note_offset=(6, -4), **style)
 
 
 def plot_divergence(rows: list[dict], title: str = "Console vs saved history") -> Figure:
-    """One panel per accumulator: in-memory/console, seed's JSON and exact loss per epoch.
+    """One panel per accumulator: in-memory/console, incident's JSON and exact loss per epoch.
 
     ``rows`` are ``report.divergence_rows(result)``.
     """
     accumulators = list(dict.fromkeys(r["accumulator"] for r in rows if r["tracker"] != "exact"))
     figure = Figure(figsize=(5.2 * max(len(accumulators), 1), 4.2))
     axes = figure.subplots(1, max(len(accumulators), 1), squeeze=False)[0]
-    finite = [v for r in rows for v in (r["memory"], r["seed_json"]) if math.isfinite(v)]
+    finite = [v for r in rows for v in (r["memory"], r["incident_json"]) if math.isfinite(v)]
     top = max(finite) * 1.12 if finite else 1.0
     exact = [r for r in rows if r["tracker"] == "exact"]
     for axis, accumulator in zip(axes, accumulators):
@@ -114,7 +114,7 @@ def plot_divergence(rows: list[dict], title: str = "Console vs saved history") -
             size = MARKER_SIZES.get(kind, 6)
             _plot_series(axis, epochs, [r["memory"] for r in mine], top, f"{kind}: console = memory",
                          color=colour, marker="o", markersize=size)
-            _plot_series(axis, epochs, [r["seed_json"] for r in mine], top, f"{kind}: seed's JSON",
+            _plot_series(axis, epochs, [r["incident_json"] for r in mine], top, f"{kind}: incident's JSON",
                          color=colour, marker="x", markersize=size, linestyle="--")
         axis.set_title(f"accumulator: {accumulator}")
         axis.set_xlabel("epoch")

@@ -1,7 +1,7 @@
 """Console versus file: one row per tracker and epoch, as ``reproduce`` prints it.
 
 For every tracker of a run and every epoch, the row holds the loss as the console showed
-it, what the seed's lossy serialiser would have written, what the package's strict history
+it, what the incident's lossy serialiser would have written, what the package's strict history
 file holds, and the exact sample-weighted value, so a reader sees in one table where a
 history parts from the console and from the truth (``01`` and ``02`` notebooks). For runs
 under torchrun, ``rank_rows`` puts the naive cross-rank trackers beside the exact one.
@@ -17,35 +17,37 @@ import math
 import textwrap
 from pathlib import Path
 
-from .history import dumps_history, load_history, loads_history, loads_strict, seed_lossy_dumps
-from .train import TrainResult, history_filename, read_run_config
+from ..history import dumps_history, loads_history, loads_strict
+from ..runfolder import RunFolder, history_key, series
+from ..specimens.serialisers import incident_lossy_dumps
+from ..train import TrainResult
 
 __all__ = ["Html", "RANK_COLUMNS", "differing_lines", "divergence_rows", "format_rows", "format_table",
-           "format_verdicts", "format_wrapped", "rank_rows", "run_verdicts", "seed_comparison", "source_side_by_side"]
+           "format_verdicts", "format_wrapped", "rank_rows", "run_verdicts", "incident_comparison", "source_side_by_side"]
 
 EXACT = "exact"
 
 
 def _strict_history(result: TrainResult, name: str) -> dict:
     """The history as the strict file holds it: read from the run folder, else round-tripped."""
-    if result.out is not None and (Path(result.out) / history_filename(name)).exists():
-        return load_history(Path(result.out) / history_filename(name))
+    if result.folder is not None and result.folder.epochs:
+        return result.folder.history(name)
     return loads_history(dumps_history(result.histories[name]))
 
 
 def divergence_rows(result: TrainResult, metric: str = "loss") -> list[dict]:
-    """Rows ``tracker, accumulator, epoch, memory, console, seed_json, strict_json, exact, error_pct``.
+    """Rows ``tracker, accumulator, epoch, memory, console, incident_json, strict_json, exact, error_pct``.
 
     ``memory`` is the tracker's value in memory, ``console`` the value as printed,
-    ``seed_json`` the seed serialiser's output, ``strict_json`` the strict file's value,
+    ``incident_json`` the incident's serialiser's output, ``strict_json`` the strict file's value,
     ``exact`` the exact tracker's value (None when the run had none) and ``error_pct`` the
     in-memory value's relative error against it, in percent.
     """
-    key = f"{result.phase}_{metric}"
+    key = history_key(result.phase, metric)
     exact = result.histories.get(EXACT, {}).get(key)
     rows = []
     for name, history in result.histories.items():
-        lossy = loads_strict(seed_lossy_dumps(history))[key]
+        lossy = loads_strict(incident_lossy_dumps(history))[key]
         strict = _strict_history(result, name)[key]
         for index, value in enumerate(history[key]):
             truth = exact[index] if exact is not None else None
@@ -56,7 +58,7 @@ def divergence_rows(result: TrainResult, metric: str = "loss") -> list[dict]:
                 "epoch": index + 1,
                 "memory": value,
                 "console": result.console[name][index][metric],
-                "seed_json": lossy[index],
+                "incident_json": lossy[index],
                 "strict_json": strict[index],
                 "exact": truth,
                 "error_pct": error,
@@ -74,16 +76,16 @@ def rank_rows(runs: dict[str, Path]) -> list[dict]:
     """
     rows = []
     for label, out in runs.items():
-        config, names = read_run_config(out)
-        phase = "eval" if config.eval_only else "train"
-        histories = {name: load_history(Path(out) / history_filename(name)) for name in names}
-        exact = histories.get(EXACT, {}).get(f"{phase}_loss")
+        folder = RunFolder(out)
+        histories, phase = folder.histories(), folder.phase
+        exact = series(histories[EXACT], "loss", phase) if EXACT in histories else None
         for name, history in histories.items():
-            for index, loss in enumerate(history[f"{phase}_loss"]):
+            for index, loss in enumerate(series(history, "loss", phase)):
                 truth = exact[index] if exact is not None else None
                 rows.append({"run": label, "tracker": name, "epoch": index + 1, "loss": loss,
-                             "top1": history[f"{phase}_top1"][index], "top5": history[f"{phase}_top5"][index],
-                             "samples": history[f"{phase}_total"][index],
+                             "top1": series(history, "top1", phase)[index],
+                             "top5": series(history, "top5", phase)[index],
+                             "samples": series(history, "total", phase)[index],
                              "error_pct": (loss - truth) / truth * 100 if truth else None})
     return rows
 
@@ -137,7 +139,7 @@ def format_table(rows: list[dict]) -> str:
         return f"{value:.2f}%" if math.isfinite(value) else str(value)
 
     shown = [{**row, "error_pct": error(row["error_pct"]), "epoch": str(row["epoch"])} for row in rows]
-    return format_rows(shown, {"tracker": "tracker", "epoch": "epoch", "console": "console", "seed_json": "seed's JSON",
+    return format_rows(shown, {"tracker": "tracker", "epoch": "epoch", "console": "console", "incident_json": "incident's JSON",
                                "strict_json": "strict JSON", "exact": "exact", "error_pct": "vs exact"})
 
 
@@ -188,17 +190,17 @@ def source_side_by_side(a, b) -> Html:
         f'<td style="vertical-align:top">{render(rows_right)}</td></tr></table>')
 
 
-def seed_comparison(result: TrainResult) -> list[dict]:
-    """The seed's comparison table, each number next to the one this run measured (epoch 1).
+def incident_comparison(result: TrainResult) -> list[dict]:
+    """The incident's comparison table, each number next to the one this run measured (epoch 1).
 
-    Needs the run's ``seed-broken:python`` and ``seed-fixed:python`` trackers, and
-    ``train(..., trajectory=True)`` for the first batch's loss; ``seed-broken:float16`` adds
+    Needs the run's ``incident-broken:python`` and ``incident-fixed:python`` trackers, and
+    ``train(..., trajectory=True)`` for the first batch's loss; ``incident-broken:float16`` adds
     the rows of the half-precision story when the run has it.
     """
-    broken, fixed = result.histories["seed-broken:python"], result.histories["seed-fixed:python"]
+    broken, fixed = result.histories["incident-broken:python"], result.histories["incident-fixed:python"]
     spec = result.config.data_spec()
-    first_loss = result.trajectories["seed-fixed:python"][0][0]
-    lossy = {name: loads_strict(seed_lossy_dumps(h))["train_loss"] for name, h in result.histories.items()}
+    first_loss = result.trajectories["incident-fixed:python"][0][0]
+    lossy = {name: series(loads_strict(incident_lossy_dumps(h)), "loss") for name, h in result.histories.items()}
     rows = [
         ("batch size", "16", spec.batch_size),
         ("batches per epoch", "~8,519", f"{spec.batches_per_epoch:,} (last batch {spec.last_batch_size})"),
@@ -206,27 +208,27 @@ def seed_comparison(result: TrainResult) -> list[dict]:
         ("broken: first addend loss * batch_size", "146.24", first_loss * spec.batch_size),
         ("broken: loss_sum after the epoch", "~1,238,000", f"{broken['train_loss_sum'][0]:,.1f}"),
         ("broken: total after the epoch", "~136,304", f"{broken['train_total'][0]:,}"),
-        ("broken: loss_sum / total", "9.08... -> NaN", broken["train_loss"][0]),
+        ("broken: loss_sum / total", "9.08... -> NaN", series(broken, "loss")[0]),
         ("fixed: loss_sum after the epoch", "~74,000", f"{fixed['train_loss_sum'][0]:,.1f}"),
         ("fixed: total after the epoch", "~8,519", f"{fixed['train_total'][0]:,}"),
-        ("fixed: loss_sum / total", "8.68", fixed["train_loss"][0]),
-        ("exact per-sample mean", "-", result.histories["exact"]["train_loss"][0] if "exact" in result.histories else None),
-        ("broken: JSON output", "[0.0, 0.0, ...]", _short_list(lossy["seed-broken:python"])),
-        ("fixed: JSON output", "[9.16, 8.73, ...]", _short_list(lossy["seed-fixed:python"])),
+        ("fixed: loss_sum / total", "8.68", series(fixed, "loss")[0]),
+        ("exact per-sample mean", "-", series(result.histories["exact"], "loss")[0] if "exact" in result.histories else None),
+        ("broken: JSON output", "[0.0, 0.0, ...]", _short_list(lossy["incident-broken:python"])),
+        ("fixed: JSON output", "[9.16, 8.73, ...]", _short_list(lossy["incident-fixed:python"])),
     ]
-    if "seed-broken:float16" in result.histories:
-        half = result.histories["seed-broken:float16"]
+    if "incident-broken:float16" in result.histories:
+        half = result.histories["incident-broken:float16"]
         rows += [
             ("broken, float16 accumulator: loss_sum after the epoch", "-", f"{half['train_loss_sum'][0]:,.1f}"),
-            ("broken, float16 accumulator: JSON output", "[0.0, 0.0, ...]", _short_list(lossy["seed-broken:float16"])),
+            ("broken, float16 accumulator: JSON output", "[0.0, 0.0, ...]", _short_list(lossy["incident-broken:float16"])),
         ]
-    if "seed-fixed:float16" in result.histories:
-        half = result.histories["seed-fixed:float16"]
+    if "incident-fixed:float16" in result.histories:
+        half = result.histories["incident-fixed:float16"]
         rows += [
             ("fixed, float16 accumulator: loss_sum after the epoch", "~74,000", f"{half['train_loss_sum'][0]:,.1f}"),
-            ("fixed, float16 accumulator: JSON output", "[9.16, 8.73, ...]", _short_list(lossy["seed-fixed:float16"])),
+            ("fixed, float16 accumulator: JSON output", "[9.16, 8.73, ...]", _short_list(lossy["incident-fixed:float16"])),
         ]
-    return [{"quantity": q, "seed": seed, "measured": measured} for q, seed, measured in rows]
+    return [{"quantity": q, "quoted": quoted, "measured": measured} for q, quoted, measured in rows]
 
 
 def _short_list(values: list[float]) -> str:
@@ -241,33 +243,33 @@ def run_verdicts(result: TrainResult) -> list[tuple[str, bool]]:
     checked outputs are these verdicts rather than the trained values themselves.
     """
     histories = result.histories
-    exact = histories.get("exact", {}).get("train_loss")
+    exact = histories.get("exact", {}).get(history_key("train", "loss"))
     if exact is None:
         return []
 
     def relative_errors(name):
-        return [abs(v - e) / abs(e) if math.isfinite(v) else math.inf for v, e in zip(histories[name]["train_loss"], exact)]
+        return [abs(v - e) / abs(e) if math.isfinite(v) else math.inf for v, e in zip(series(histories[name], "loss"), exact)]
 
     def lossy(name):
-        return loads_strict(seed_lossy_dumps(histories[name]))["train_loss"]
+        return series(loads_strict(incident_lossy_dumps(histories[name])), "loss")
 
     checks = []
-    if "seed-broken:python" in histories:
-        checks.append(("seed-broken:python equals the exact loss in every epoch (relative 1e-12)",
-                       max(relative_errors("seed-broken:python")) <= 1e-12))
-    if "seed-fixed:python" in histories:
-        checks.append(("seed-fixed:python differs from the exact loss in some epoch (relative > 1e-9)",
-                       max(relative_errors("seed-fixed:python")) > 1e-9))
+    if "incident-broken:python" in histories:
+        checks.append(("incident-broken:python equals the exact loss in every epoch (relative 1e-12)",
+                       max(relative_errors("incident-broken:python")) <= 1e-12))
+    if "incident-fixed:python" in histories:
+        checks.append(("incident-fixed:python differs from the exact loss in some epoch (relative > 1e-9)",
+                       max(relative_errors("incident-fixed:python")) > 1e-9))
     for name in (n for n in histories if n.endswith((":float16", ":bfloat16"))):
-        values = histories[name]["train_loss"]
+        values = series(histories[name], "loss")
         if not all(math.isfinite(v) for v in values):
             strict = _strict_history(result, name)["train_loss"]
-            checks.append((f"{name}: where memory/console is non-finite, the seed's JSON holds 0.0 and the strict file "
+            checks.append((f"{name}: where memory/console is non-finite, the incident's JSON holds 0.0 and the strict file "
                            f"the same non-finite value",
                            all(z == 0.0 and (s == v or (math.isnan(s) and math.isnan(v)))
                                for v, z, s in zip(values, lossy(name), strict) if not math.isfinite(v))))
         checks.append((f"{name}: off by more than 1 % from exact in some epoch", max(relative_errors(name)) > 0.01))
-    accuracies = {(tuple(h["train_top1"]), tuple(h["train_top5"])) for h in histories.values()}
+    accuracies = {(tuple(series(h, "top1")), tuple(series(h, "top5"))) for h in histories.values()}
     checks.append(("every tracker reports the same top-1 and top-5 accuracy", len(accuracies) == 1))
     return checks
 

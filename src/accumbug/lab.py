@@ -1,0 +1,59 @@
+"""Everything the notebooks use, in one namespace: ``from accumbug import lab``.
+
+As d2l's notebooks import one module, every notebook here imports this one, so a reader
+finds each name in one place and a cell reads ``lab.train(...)``. It gathers the reference
+core (data, trackers, trainer, history files, run folders), the specimens (the incident's
+trackers and its serialiser) and the lessons (tables, figures, the audit, the gallery, the
+exercises' checks). ``lab.Explorer``, the widget explorer, is imported on first use, so
+that ``lab`` itself needs no ipywidgets.
+"""
+
+from .data import PRESETS, preset
+from .distributed import rank_shard, torchrun_command, torchrun_run
+from .history import load_history
+from .lessons.audit import format_claims, recorded_run, run_audit
+from .lessons.catalogue import make_tracker, make_trackers
+from .lessons.exercises import check_accumulator, check_epoch_loss, check_rank_reduction, check_serialiser
+from .lessons.incident import INCIDENT_CONSOLE_LOG
+from .lessons.mechanisms import MECHANISMS, diagnosis, fitting, format_diagnosis, format_gallery, gallery
+from .lessons.plots import plot_divergence, plot_gallery, plot_rank_errors, plot_trajectory, save_figure
+from .lessons.report import (
+    RANK_COLUMNS,
+    Html,
+    differing_lines,
+    divergence_rows,
+    format_rows,
+    format_table,
+    format_verdicts,
+    incident_comparison,
+    rank_rows,
+    run_verdicts,
+    source_side_by_side,
+)
+from .lessons.streams import batch_sizes, first_nonfinite, replay, simulated_losses, stall_start
+from .runfolder import RunFolder, series
+from .seeding import seed_everything
+from .specimens.incident_trackers import ACCUMULATORS, IncidentBrokenTracker, IncidentFixedTracker
+from .specimens.rank_trackers import RankMeanTracker
+from .specimens.serialisers import incident_lossy_dumps
+from .trackers import ExactTracker, MetricTracker
+from .train import TrainConfig, train
+
+__all__ = [
+    "ACCUMULATORS", "ExactTracker", "Html", "INCIDENT_CONSOLE_LOG", "IncidentBrokenTracker", "IncidentFixedTracker",
+    "MECHANISMS", "MetricTracker", "PRESETS", "RANK_COLUMNS", "RankMeanTracker", "RunFolder", "TrainConfig",
+    "batch_sizes", "check_accumulator", "check_epoch_loss", "check_rank_reduction", "check_serialiser",
+    "diagnosis", "differing_lines", "divergence_rows", "first_nonfinite", "fitting", "format_claims",
+    "format_diagnosis", "format_gallery", "format_rows", "format_table", "format_verdicts", "gallery",
+    "incident_comparison", "incident_lossy_dumps", "load_history", "make_tracker", "make_trackers",
+    "plot_divergence", "plot_gallery", "plot_rank_errors", "plot_trajectory", "preset", "rank_rows",
+    "rank_shard", "recorded_run", "replay", "run_audit", "run_verdicts", "save_figure", "seed_everything",
+    "series", "simulated_losses", "source_side_by_side", "stall_start", "torchrun_command", "torchrun_run", "train",
+]
+
+
+def __getattr__(name: str):
+    if name == "Explorer":  # ipywidgets only when the explorer is asked for
+        from .lessons.widgets import Explorer
+        return Explorer
+    raise AttributeError(f"module 'accumbug.lab' has no attribute {name!r}")

@@ -1,0 +1,45 @@
+"""Every tracker the notebooks and the command line name: the exact one and the specimens.
+
+``make_tracker("incident-broken:float16")`` gives a fresh tracker from its name, so a cell
+or ``--tracker`` can say which trackers a run feeds; ``make_trackers`` does a list. The
+names: ``exact``; the naive cross-rank ones ``naive-rank0``, ``naive-rank-mean``,
+``naive-padded``; and the incident's ``incident-broken`` and ``incident-fixed``, each with
+``:ACCUMULATOR`` (alone they mean ``:python``, the incident's own code).
+"""
+
+from __future__ import annotations
+
+from ..specimens.incident_trackers import (
+    ACCUMULATORS,
+    IncidentBrokenTracker,
+    IncidentFixedTracker,
+    check_accumulator,
+)
+from ..specimens.rank_trackers import NAIVE_RANK_TRACKERS
+from ..trackers import ExactTracker
+
+__all__ = ["INCIDENT_KINDS", "NAIVE_RANK_KINDS", "TRACKER_KINDS", "make_tracker", "make_trackers"]
+
+NAIVE_RANK_KINDS = tuple(cls.kind for cls in NAIVE_RANK_TRACKERS)
+INCIDENT_KINDS = (IncidentBrokenTracker.kind, IncidentFixedTracker.kind)
+TRACKER_KINDS = {cls.kind: cls for cls in (IncidentBrokenTracker, IncidentFixedTracker, ExactTracker,
+                                           *NAIVE_RANK_TRACKERS)}
+
+
+def make_tracker(spec: str):
+    """A fresh tracker from its name (see the module's docstring for the names)."""
+    kind, _, accumulator = str(spec).partition(":")
+    if kind not in TRACKER_KINDS:
+        raise ValueError(
+            f"tracker={spec!r}: unknown; allowed: exact, {', '.join(NAIVE_RANK_KINDS)}, incident-broken[:ACCUMULATOR], "
+            f"incident-fixed[:ACCUMULATOR] with ACCUMULATOR one of {', '.join(ACCUMULATORS)}")
+    if kind not in INCIDENT_KINDS:
+        if accumulator and accumulator != "float64":
+            raise ValueError(f"tracker={spec!r}: {kind} always accumulates in float64; write '{kind}'")
+        return TRACKER_KINDS[kind]()
+    return TRACKER_KINDS[kind](check_accumulator(accumulator or "python"))
+
+
+def make_trackers(specs) -> list:
+    """``make_tracker`` for each name of ``specs``; tracker objects pass through unchanged."""
+    return [make_tracker(spec) if isinstance(spec, str) else spec for spec in specs]
