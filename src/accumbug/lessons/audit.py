@@ -416,7 +416,7 @@ def _md(text) -> str:
 def claims_markdown(rows: list[dict]) -> str:
     """``docs/claims.md``: the audit table with how each claim is measured and where the numbers come from."""
     lines = ["# The write-up's claims, measured", "",
-             "Written by `python -m accumbug audit` (`src/accumbug/audit.py`); run it again rather than edit this "
+             "Written by `python -m accumbug audit` (`src/accumbug/lessons/audit.py`); run it again rather than edit this "
              "file. Each verdict is computed from a run, a replayed loss stream or the mechanism gallery "
              "(`03_what_really_breaks.ipynb`). A \"~\" figure holds within 5 %; a count only when equal. "
              "Trained values differ a little between machines; the verdicts do not.", "",
