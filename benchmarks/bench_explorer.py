@@ -18,14 +18,14 @@ import time
 
 import torch
 
-from accumbug.widgets import Explorer
+from accumbug.lessons.widgets import Explorer
 
 CHANGES = {
     "samples": (136_312, 50_000),
     "batch_size": (16, 8),
     "accumulator": ("float16", "bfloat16", "float32", "float64", "python"),
-    "tracker": ("seed-fixed", "seed-broken", "exact"),
-    "serialiser": ("seed-sanitiser", "strict", "nan_to_num", "json-strict"),
+    "tracker": ("incident-fixed", "incident-broken", "exact"),
+    "serialiser": ("incident-sanitiser", "strict", "nan_to_num", "json-strict"),
     "mechanism": ("aliased-reset", "float16-stall", "ddp-padding", "grad-accumulation"),
 }
 

@@ -1,6 +1,6 @@
 """Memory: each tracker's growth over many updates, and the peak RSS of a full 4-epoch run.
 
-The seed's trackers keep a ``targets`` list that grows by one entry per sample; the exact
+The incident's trackers keep a ``targets`` list that grows by one entry per sample; the exact
 tracker's state is a few scalars. Each tracker runs in a fresh process so that one's
 garbage does not count against another. Goal (issue: performance): ExactTracker does not
 grow; a 4-epoch full run peaks under 2 GiB.
@@ -22,7 +22,8 @@ import torch
 
 from record import save
 
-TRACKERS = ["seed-broken:python", "seed-fixed:python", "seed-broken:float16", "seed-fixed:float16", "exact"]
+TRACKERS = ["incident-broken:python", "incident-fixed:python", "incident-broken:float16", "incident-fixed:float16",
+            "exact"]
 MIB = 1024 * 1024
 
 
@@ -36,7 +37,7 @@ def rss_bytes() -> int:
 
 def one_tracker(name: str, updates: int) -> dict:
     """Feed ``updates`` batches of 16 to a fresh tracker; RSS before and after (runs in a child)."""
-    from accumbug.trackers import make_tracker
+    from accumbug.lessons.catalogue import make_tracker
 
     outputs, labels, loss = torch.randn(16, 8), torch.randint(0, 8, (16,)), torch.tensor(2.0)
     tracker = make_tracker(name)

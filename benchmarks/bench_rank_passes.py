@@ -1,6 +1,6 @@
 """Why ``ExactTracker.update`` costs what it does on a CPU: its top-k pass against the alternatives.
 
-One warm batch of the seed's shape (16 x 7,120). Times, per call, the whole update, the
+One warm batch of the incident's shape (16 x 7,120). Times, per call, the whole update, the
 rank pass the tracker uses (gather the label's output, ``torch.le`` written as 0/1 floats
 into a reused workspace, row sum), the subtract-clamp-sign pass it used before, bool
 comparisons summed or counted, and ``torch.topk``. Candidates take turns in rounds; the

@@ -3,7 +3,7 @@
 Two measurements, each in interleaved rounds so that machine noise hits all candidates
 alike; the figure is the median round.
 
-* **Stream**: one fixed stream (batch 16, 7,120 classes: the seed's shape) fed to each
+* **Stream**: one fixed stream (batch 16, 7,120 classes: the incident's shape) fed to each
   candidate. The stream is larger than the caches, so every update reads its outputs from
   memory: an upper bound.
 * **In a step**: full-preset training steps, each followed by the candidate's update on
@@ -27,8 +27,8 @@ import torch
 import torchmetrics
 
 from accumbug.data import preset
+from accumbug.lessons.catalogue import make_tracker
 from accumbug.model import SmallClassifier
-from accumbug.trackers import make_tracker
 from record import best_of, save
 
 
@@ -52,7 +52,8 @@ class NoTracker:
 
 
 def candidates(classes: int, device) -> dict:
-    names = ["seed-broken:python", "seed-fixed:python", "seed-broken:float16", "seed-fixed:float16", "exact"]
+    names = ["incident-broken:python", "incident-fixed:python", "incident-broken:float16", "incident-fixed:float16",
+             "exact"]
     made = {"no tracker": lambda: NoTracker()}
     made.update({name: (lambda name=name: make_tracker(name)) for name in names})
     made["torchmetrics"] = lambda: TorchMetricsTracker(classes, device)
@@ -73,7 +74,7 @@ def time_round(tracker, stream, device) -> float:
     return (time.perf_counter() - started) / len(stream)
 
 
-IN_STEP = ("no tracker", "seed-broken:python", "exact", "torchmetrics")
+IN_STEP = ("no tracker", "incident-broken:python", "exact", "torchmetrics")
 
 
 def in_step_chunk(spec, stream, device, steps: int):

@@ -1,4 +1,9 @@
-"""Small shared fixtures: a loss stream with a partial last batch, its exact mean, and a free local port."""
+"""Shared test setup: every notebook cell in the slow tier, and small fixtures (a loss stream with a
+partial last batch, its exact mean, a free local port).
+
+``pytest`` runs everything; ``pytest -m "not slow"`` is the quick tier, without the notebooks
+(each cell of which nbval collects as an item), the audit, the browser and the longer runs.
+"""
 
 import socket
 
@@ -7,6 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from accumbug.seeding import seed_everything
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every notebook cell (nbval items, from ``.ipynb`` files) slow."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

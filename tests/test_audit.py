@@ -1,21 +1,24 @@
+import hashlib
 import json
 import shutil
 
 import pytest
 
-from accumbug.audit import CLAIMS, REFERENCE_DIR, Inputs, claims_markdown, format_claims, run_audit
 from accumbug.cli import main
 from accumbug.history import load_history, save_history
-from accumbug.train import history_filename
+from accumbug.lessons.audit import CLAIMS, Inputs, claims_markdown, format_claims, recorded_run, run_audit
+from accumbug.runfolder import CHECKPOINT, CONSOLE, RunFolder, history_filename
 
 VERDICT_FORMS = ("holds", "refuted", "holds only if ")
 
 
 @pytest.fixture(scope="module")
 def rows():
+    """The whole audit (replays, tiny runs, the mechanism gallery): the tests that read it are marked slow."""
     return {row["number"]: row for row in run_audit()}
 
 
+@pytest.mark.slow
 def test_every_claim_is_measured_with_a_verdict(rows):
     assert sorted(rows) == list(range(1, 14)) == [c.number for c in CLAIMS]
     for row in rows.values():
@@ -23,12 +26,13 @@ def test_every_claim_is_measured_with_a_verdict(rows):
         assert row["measured"] and row["method"] and row["source"]
 
 
+@pytest.mark.slow
 def test_the_verdicts(rows):
     assert rows[1]["verdict"] == "holds only if the last batch of 8 is dropped (drop_last=True)"
     assert rows[2]["verdict"] == "holds"
     assert rows[4]["verdict"] == "refuted"
     assert rows[5]["verdict"] == "holds only if the accumulator is float16"
-    assert rows[6]["verdict"].startswith("holds only if the writer sanitises them to 0.0 (seed-sanitiser")
+    assert rows[6]["verdict"].startswith("holds only if the writer sanitises them to 0.0 (incident-sanitiser")
     assert rows[8]["verdict"] == "holds only if the accumulator is python, float64 or float32"
     assert rows[9]["verdict"] == "refuted"
     assert rows[10]["verdict"].startswith("holds only if the history is corrupted after the console printed it")
@@ -36,23 +40,35 @@ def test_the_verdicts(rows):
     assert "inf from batch" in rows[5]["measured"] and "8,520 batches" in rows[1]["measured"]
 
 
+@pytest.mark.slow
 def test_claims_from_the_full_run_say_where_their_numbers_come_from(rows):
     for number in (3, 7, 9, 10, 11):
-        assert "data/reference/full-cpu" in rows[number]["source"] and "data/README.md" in rows[number]["source"]
+        assert "accumbug/lessons/recorded/full-cpu" in rows[number]["source"]
+        assert "data/README.md" in rows[number]["source"]
+
+
+def test_the_recorded_run_ships_in_the_package_unchanged_since_its_commit():
+    folder = RunFolder(recorded_run())
+    assert folder.epochs == 4 and {"incident-broken:python", "incident-fixed:python", "exact"} <= set(folder.trackers)
+    shipped = {name: digest for name, digest in folder.commit()["files"].items() if name != CHECKPOINT}
+    assert set(shipped) == {CONSOLE, *(history_filename(name) for name in folder.trackers)}
+    for name, digest in shipped.items():  # the checkpoint stays out of the package (pyproject's package-data)
+        assert hashlib.sha256(folder.file_path(name).read_bytes()).hexdigest() == digest, name
 
 
 @pytest.fixture
 def reference_copy(tmp_path):
     copy = tmp_path / "reference"
-    shutil.copytree(REFERENCE_DIR, copy)
+    shutil.copytree(recorded_run(), copy)
     return copy
 
 
 def test_verdicts_follow_the_recorded_numbers(reference_copy):
     """Change the recorded run and the verdicts that read it change: they are computed."""
-    path = reference_copy / history_filename("seed-fixed:python")
+    folder = RunFolder(reference_copy)
+    path = folder.history_path("incident-fixed:python")
     fixed = load_history(path)
-    fixed["train_loss"][0] = load_history(reference_copy / history_filename("seed-broken:python"))["train_loss"][0] - 0.4
+    fixed["train_loss"][0] = folder.history("incident-broken:python")["train_loss"][0] - 0.4
     fixed["train_top1"][0] += 1.0
     save_history(path, fixed)
     inputs = Inputs(reference_copy)
@@ -66,6 +82,7 @@ def test_without_the_recorded_run_those_claims_are_not_measured(tmp_path):
         assert finding.verdict == "not measured" and "data/README.md" in finding.measured
 
 
+@pytest.mark.slow
 def test_tables(rows):
     text = format_claims(list(rows.values()))
     assert text.splitlines()[0].split() == ["#", "claim", "measured", "verdict"]
@@ -73,6 +90,7 @@ def test_tables(rows):
     assert markdown.count("\n| ") == 14 and "**refuted**" in markdown
 
 
+@pytest.mark.slow
 def test_cli_audit_prints_and_writes(tmp_path, capsys):
     claims = tmp_path / "docs" / "claims.md"
     assert main(["audit", "--claims", str(claims)]) == 0
@@ -80,7 +98,8 @@ def test_cli_audit_prints_and_writes(tmp_path, capsys):
     assert "floating-point accumulation over" in printed and "13 claims measured in" in printed
     assert str(claims) in printed
     text = claims.read_text()
-    assert text.startswith("# The write-up's claims, measured") and "**holds only if the accumulator is float16**" in text
+    assert text.startswith("# The write-up's claims, measured")
+    assert "**holds only if the accumulator is float16**" in text
 
 
 @pytest.mark.parametrize("args, message", [

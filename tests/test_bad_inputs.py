@@ -2,6 +2,7 @@
 
 import io
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,10 @@ import torch
 
 from accumbug.cli import main
 from accumbug.data import DataSpec
-from accumbug.train import CHECKPOINT, TrainConfig, train
+from accumbug.lessons.catalogue import make_trackers
+from accumbug.runfolder import CHECKPOINT, COMMIT, CONFIG, RunFolder
 from accumbug.trackers import ExactTracker
+from accumbug.train import TrainConfig, train
 
 TINY = ["--preset", "tiny", "--epochs", "1", "--no-progress", "--tracker", "exact"]
 
@@ -19,15 +22,26 @@ def new_run(tmp_path: Path, *args: str) -> list[str]:
     return ["run", *TINY, "--out", str(tmp_path / "out"), *args]
 
 
+@pytest.fixture(scope="module")
+def pristine_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pristine") / "done"
+    assert main(["run", *TINY, "--samples", "256", "--classes", "16", "--epochs", "2", "--out", str(out)]) == 0
+    return out
+
+
 @pytest.fixture
-def finished_run(tmp_path):
+def finished_run(tmp_path, pristine_run):
+    """A finished 2-epoch run folder of this test's own (a copy: tests damage it)."""
     out = tmp_path / "done"
-    assert main(["run", *TINY, "--epochs", "2", "--out", str(out)]) == 0
+    shutil.copytree(pristine_run, out)
     return out
 
 
 def snapshot(folder: Path) -> dict:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
+    """Every file and folder below ``folder``, with the files' bytes."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
 
 
 NEW_RUN_CASES = [
@@ -38,8 +52,8 @@ NEW_RUN_CASES = [
     (["--classes", "4"], "classes=4: top-5 accuracy needs at least 5 classes"),
     (["--classes", "2000"], "classes=2000: more than samples=1032"),
     (["--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
-    (["--tracker", "nope"], "tracker='nope': unknown; allowed: exact, naive-rank0, naive-rank-mean, naive-padded, seed-broken[:ACCUMULATOR]"),
-    (["--tracker", "seed-fixed:float8"], "accumulator='float8': unknown; allowed: python, float64, float32"),
+    (["--tracker", "nope"], "tracker='nope': unknown; allowed: exact, naive-rank0, naive-rank-mean, naive-padded, incident-broken[:ACCUMULATOR]"),
+    (["--tracker", "incident-fixed:float8"], "accumulator='float8': unknown; allowed: python, float64, float32"),
     (["--epochs", "0"], "argument --epochs: 0 is below the minimum of 1"),
     (["--lr", "nan"], "lr=nan: must be a finite number > 0"),
     (["--lr", "0"], "lr=0.0: must be a finite number > 0"),
@@ -72,43 +86,60 @@ def test_existing_output_folder_without_overwrite(finished_run, capsys):
     assert snapshot(finished_run) == before
 
 
+def committed(out: Path, name: str) -> Path:
+    """Where the committed epoch's file ``name`` is, as a reader finds it (through commit.json)."""
+    return RunFolder(out).file_path(name)
+
+
 def corrupt_checkpoint(out: Path):
-    (out / CHECKPOINT).write_bytes(b"not a checkpoint")
+    committed(out, CHECKPOINT).write_bytes(b"not a checkpoint")
 
 
 def truncate_checkpoint(out: Path):
-    data = (out / CHECKPOINT).read_bytes()
-    (out / CHECKPOINT).write_bytes(data[: len(data) // 2])
+    path = committed(out, CHECKPOINT)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
 
 
 def truncate_history(out: Path):
-    text = (out / "history-exact.json").read_text()
-    (out / "history-exact.json").write_text(text[: len(text) // 2])
+    path = committed(out, "history-exact.json")
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
 
 
 def edit_history(out: Path):
-    path = out / "history-exact.json"
+    path = committed(out, "history-exact.json")
     path.write_text(path.read_text().replace('"train_loss": [\n  ', '"train_loss": [\n  1.0, ', 1))
 
 
 def remove_checkpoint(out: Path):
-    (out / CHECKPOINT).unlink()
+    committed(out, CHECKPOINT).unlink()
+
+
+def remove_commit(out: Path):
+    (out / COMMIT).unlink()
+
+
+def corrupt_commit(out: Path):
+    (out / COMMIT).write_text("{")
 
 
 def corrupt_config(out: Path):
-    (out / "config.json").write_text("{")
+    (out / CONFIG).write_text("{")
 
 
 RESUME_CASES = [
     (corrupt_checkpoint, [], "corrupt or truncated checkpoint"),
     (truncate_checkpoint, [], "corrupt or truncated checkpoint"),
     (truncate_history, ["--epochs", "3"], "history-exact.json': unreadable history"),
-    (edit_history, ["--epochs", "3"], "does not match checkpoint.pt"),
-    (remove_checkpoint, [], "no checkpoint.pt; no epoch of this run was completed"),
+    (edit_history, ["--epochs", "3"], "history-exact.json': does not match commit.json; the folder was changed by hand"),
+    (remove_checkpoint, [], "checkpoint.pt': missing"),
+    (remove_commit, ["--epochs", "3"], "no epoch of this run was completed"),
+    (corrupt_commit, [], "commit.json': corrupt"),
     (corrupt_config, [], "config.json is corrupt"),
     (None, ["--preset", "small"], "preset='small': the run in"),
     (None, ["--seed", "3"], "seed=3: the run in"),
-    (None, ["--tracker", "seed-fixed"], "trackers=['seed-fixed:python']: the run in"),
+    (None, ["--tracker", "incident-fixed"], "trackers=['incident-fixed:python']: the run in"),
     (None, ["--epochs", "1"], "epochs=1: the run in"),
     (None, ["--out", "elsewhere"], "--out goes with a new run, not with --resume"),
 ]
@@ -148,9 +179,10 @@ def test_nan_in_inputs():
 
 def test_a_config_from_another_preset_via_the_api(finished_run):
     with pytest.raises(ValueError, match="preset='small': the run in"):
-        train(TrainConfig(preset="small", epochs=3), ["exact"], out=finished_run, resume=True)
+        train(TrainConfig(preset="small", epochs=3), make_trackers(["exact"]), out=finished_run, resume=True)
 
 
 def test_checkpoint_is_loadable_without_pickle(finished_run):
-    state = torch.load(io.BytesIO((finished_run / CHECKPOINT).read_bytes()), weights_only=True)
-    assert state["epoch"] == 2 and state["trackers"] == ["exact"]
+    state = torch.load(io.BytesIO(committed(finished_run, CHECKPOINT).read_bytes()), weights_only=True)
+    assert state["epoch"] == 2 and state["format"] == "accumbug-checkpoint/2"
+    assert {"model", "optimizer", "scaler", "rng"} <= set(state)

@@ -35,10 +35,10 @@ from pathlib import Path
 
 import pytest
 
-from accumbug.plots import figure_png
-from accumbug.widgets import DPI, accumulation_view
+from accumbug.lessons.plots import figure_png
+from accumbug.lessons.widgets import DPI, accumulation_view
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "04_explorer.ipynb"
@@ -48,7 +48,7 @@ REQUIRE = "ACCUMBUG_REQUIRE_BROWSER"
 
 # Where the notebook's own cells leave the accumulation pane (the cell that sets controls from code),
 # then the pane after each change this test makes in the page: the accumulator, then the batch size.
-START = {"samples": 10_000, "batch_size": 64, "accumulator": "float64", "tracker": "seed-broken", "serialiser": "strict"}
+START = {"samples": 10_000, "batch_size": 64, "accumulator": "float64", "tracker": "incident-broken", "serialiser": "strict"}
 FLOAT16 = {**START, "accumulator": "float16"}
 FLOAT16_BATCH_16 = {**FLOAT16, "batch_size": 16}
 

@@ -7,47 +7,55 @@ from accumbug.cli import REPRODUCE_TRACKERS, main
 from accumbug.data import preset
 from accumbug.history import load_history
 from accumbug.model import SmallClassifier
+from accumbug.runfolder import CHECKPOINT, RunFolder, history_filename
 from accumbug.seeding import seed_everything
-from accumbug.train import CHECKPOINT, history_filename
 
 
 def test_reproduce_prints_the_table_and_writes_the_folder_and_figure(tmp_path, capsys):
     out = tmp_path / "repro"
-    assert main(["reproduce", "--preset", "tiny", "--epochs", "2", "--out", str(out), "--no-progress"]) == 0
+    assert main(["reproduce", "--preset", "tiny", "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "seed's JSON" in printed and "strict JSON" in printed
+    assert "incident's JSON" in printed and "strict JSON" in printed
+    folder = RunFolder(out)
+    assert folder.trackers == list(REPRODUCE_TRACKERS) and folder.epochs == 1
     for name in REPRODUCE_TRACKERS:
-        assert (out / history_filename(name)).exists()
+        assert folder.history_path(name).name == history_filename(name) and folder.history_path(name).is_file()
         assert name in printed
+    folder.verify()
     png = (out / "divergence.png").read_bytes()
     assert png.startswith(b"\x89PNG") and b"Software" not in png
 
 
 def test_run_with_chosen_trackers(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["run", "--preset", "tiny", "--epochs", "1", "--out", str(out), "--no-progress",
-                 "--tracker", "exact", "--tracker", "seed-fixed:bfloat16"])
+    code = main(["run", "--preset", "tiny", "--samples", "256", "--epochs", "1", "--out", str(out), "--no-progress",
+                 "--tracker", "exact", "--tracker", "incident-fixed:bfloat16"])
     assert code == 0
-    assert sorted(p.name for p in out.glob("history-*")) == ["history-exact.json", "history-seed-fixed-bfloat16.json"]
+    folder = RunFolder(out)
+    assert folder.trackers == ["exact", "incident-fixed:bfloat16"]
+    assert sorted(p.name for p in folder.file_path(CHECKPOINT).parent.glob("history-*")) == [
+        "history-exact.json", "history-incident-fixed-bfloat16.json"]
 
 
 def test_python_dash_m_entry_point(tmp_path):
     done = subprocess.run([sys.executable, "-m", "accumbug", "run", "--preset", "tiny", "--epochs", "0"],
-                          capture_output=True, text=True, cwd=tmp_path)
+                          capture_output=True, text=True, cwd=tmp_path, check=False)
     assert done.returncode == 2 and "--epochs: 0 is below the minimum of 1" in done.stderr
     assert list(tmp_path.iterdir()) == []
 
 
 def test_eval_only_measures_the_seeded_model_without_changing_it(tmp_path, capsys):
     out = tmp_path / "eval"
-    assert main(["run", "--preset", "tiny", "--epochs", "2", "--eval-only", "--tracker", "exact", "--out", str(out),
-                 "--no-progress"]) == 0
+    assert main(["run", "--preset", "tiny", "--samples", "256", "--epochs", "2", "--eval-only", "--tracker", "exact",
+                 "--out", str(out), "--no-progress"]) == 0
     assert "Epoch 2 [Eval]: loss=" in capsys.readouterr().out
-    history = load_history(out / history_filename("exact"))
-    assert "train_loss" not in history and history["eval_total"] == [1032, 1032]
+    folder = RunFolder(out)
+    assert folder.phase == "eval"
+    history = load_history(folder.history_path("exact"))
+    assert "train_loss" not in history and history["eval_total"] == [256, 256]
     assert history["eval_top1"][0] == history["eval_top1"][1]  # the same model in another order
     assert abs(history["eval_loss"][0] / history["eval_loss"][1] - 1) < 1e-6
-    saved = torch.load(out / CHECKPOINT, weights_only=True)["model"]
+    saved = folder.checkpoint()["model"]
     seed_everything(0)
     seeded = SmallClassifier(preset("tiny").pixels, preset("tiny").classes).state_dict()
     assert all(torch.equal(saved[name], seeded[name]) for name in seeded)

@@ -125,9 +125,9 @@ def test_noise_is_four_16_bit_lanes_of_splitmix64_low_bits_first():
 
 
 def test_full_preset_bytes_are_those_of_the_reference_runs():
-    """The data behind ``data/reference/`` and the notebooks' figures: any change to the
-    generator that alters one byte fails here (the digest was taken with the generator
-    those runs used)."""
+    """The data behind the recorded run (``accumbug/lessons/recorded/``) and the notebooks'
+    figures: any change to the generator that alters one byte fails here (the digest was
+    taken with the generator those runs used)."""
     data = SyntheticImages(preset("full"), seed=0)
     images, labels, meta = data.samples(torch.arange(0, 136_312, 997))
     digest = hashlib.sha256()

@@ -4,7 +4,9 @@ Each world size runs once (``ranks_run``): an evaluation pass, then two training
 every rank recording its samples (``train(..., records=True)``). The tests recompute every
 tracker's value from those records, without the trackers: the exact one counts each
 sample id once (1,032, never the padded 1,035), and each naive one is off by what the
-records say it should be.
+records say it should be. Each rank also syncs trackers of its own through ``sync_states``
+directly, so the generic sync is checked against one process and against ranks simulated in
+one process (``sync_simulated``).
 """
 
 import json
@@ -20,33 +22,85 @@ import torch
 import torch.multiprocessing as mp
 
 from accumbug.data import preset
-from accumbug.distributed import (exit_rank, join, launched_by_torchrun, leave, rank_shard, torchrun_command,
-                                  torchrun_run)
+from accumbug.distributed import (
+    exit_rank,
+    join,
+    launched_by_torchrun,
+    leave,
+    rank_shard,
+    sync_simulated,
+    sync_states,
+    torchrun_command,
+    torchrun_run,
+)
 from accumbug.history import load_history
-from accumbug.plots import plot_rank_errors
-from accumbug.report import rank_rows
-from accumbug.train import CHECKPOINT, TrainConfig, history_filename, train
-from accumbug.trackers import ExactTracker
+from accumbug.lessons.catalogue import make_trackers
+from accumbug.lessons.plots import plot_rank_errors
+from accumbug.lessons.report import rank_rows
+from accumbug.runfolder import CHECKPOINT, COMMIT, CONFIG, CONSOLE, RunFolder, history_filename
+from accumbug.trackers import ExactTracker, MetricTracker
+from accumbug.train import TrainConfig, train
 
 TRACKERS = ["exact", "naive-rank0", "naive-rank-mean", "naive-padded"]
 EVAL = TrainConfig(preset="tiny", epochs=1, eval_only=True, device="cpu")
 TRAIN = TrainConfig(preset="tiny", epochs=2, device="cpu")
 SAMPLES = preset("tiny").samples  # 1,032
+BATCH = EVAL.data_spec().batch_size
+
+
+def _fed(records: dict, tracker=None) -> ExactTracker:
+    """An ``ExactTracker`` fed one rank's recorded epoch batch by batch, as the trainer fed it under torchrun."""
+    tracker = ExactTracker() if tracker is None else tracker
+    for start in range(0, len(records["loss"]), BATCH):
+        rows = slice(start, start + BATCH)
+        tracker.update(records["loss"][rows], records["outputs"][rows], records["labels"][rows],
+                       counted=records["counted"][rows])
+    return tracker
+
+
+class _Mixed(MetricTracker):
+    """A tracker with every kind of state: each reduction, Python numbers and tensors of several dtypes."""
+
+    kind = "mixed"
+
+    def __init__(self, rank: int = 0):
+        super().__init__()
+        self.add_state("count", 0, "sum")
+        self.add_state("weight", 0.0, "sum")
+        self.add_state("means", torch.zeros(3, dtype=torch.float32), "mean")
+        self.add_state("hits", torch.zeros(2, dtype=torch.int64), "sum")
+        self.add_state("mine", torch.zeros((), dtype=torch.int64), "local")
+        self.count, self.weight = rank + 1, 0.5 * (rank + 1)  # sums and means exact in any order
+        self.means = torch.tensor([rank, 2.0 * rank, 0.25], dtype=torch.float32)
+        self.hits, self.mine = torch.tensor([rank, 10], dtype=torch.int64), torch.tensor(rank)
+
+    def update(self, loss, outputs, labels):
+        pass
+
+    def get_metrics(self):
+        return {"loss": self.weight / self.count}
+
+    def states(self) -> dict:
+        return {name: getattr(self, name) for name in self.state_reductions()}
 
 
 def _rank_main(rank: int, world: int, port: int, folder: str) -> None:
-    """One rank of ``ranks_run``: join over gloo, evaluate, train, save what this rank saw."""
+    """One rank of ``ranks_run``: join over gloo, evaluate, train, sync trackers directly, save what it saw."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     ranks, device = join("cpu")
     try:
-        runs = {name: train(config, TRACKERS, records=True, ranks=ranks)
+        runs = {name: train(config, make_trackers(TRACKERS), records=True, ranks=ranks)
                 for name, config in (("eval", EVAL), ("train", TRAIN))}
+        exact, mixed = _fed(runs["eval"].records[0]), _Mixed(rank)
+        for tracker in (exact, mixed):
+            sync_states(tracker, ranks, device)
     finally:
         leave()
-    torch.save({name: {"histories": run.histories, "records": run.records} for name, run in runs.items()},
-               os.path.join(folder, f"rank{rank}.pt"))
+    saved = {name: {"histories": run.histories, "records": run.records} for name, run in runs.items()}
+    saved["synced"] = {"exact": exact.get_metrics(), "exact_loss_sum": exact.loss_sum, "mixed": mixed.states()}
+    torch.save(saved, os.path.join(folder, f"rank{rank}.pt"))
     exit_rank(0)  # as ``python -m accumbug`` ends a rank: no interpreter shutdown beside gloo's threads
 
 
@@ -61,7 +115,7 @@ def ranks_run(request, tmp_path_factory, free_port):
 
 @pytest.fixture(scope="module")
 def single_eval():
-    return train(EVAL, ["exact"], records=True)
+    return train(EVAL, make_trackers(["exact"]), records=True)
 
 
 def _loss(records: list[dict], rows=lambda r: r["counted"]) -> float:
@@ -118,6 +172,7 @@ def test_counted_needs_per_sample_losses(stream):
         ExactTracker().update(loss.expand(len(labels)), outputs, labels, counted=torch.ones(3, dtype=torch.bool))
 
 
+@pytest.mark.slow
 def test_evaluation_across_ranks_equals_one_process(ranks_run, single_eval):
     world, saved = ranks_run
     one = single_eval.histories["exact"]
@@ -131,6 +186,53 @@ def test_evaluation_across_ranks_equals_one_process(ranks_run, single_eval):
     assert exact["eval_top5"][0] == _hits(records, 5) / SAMPLES * 100
 
 
+@pytest.mark.slow
+def test_sync_states_over_gloo_gives_one_process_metrics(ranks_run):
+    """Each rank's own ExactTracker, synced with ``sync_states``, holds what one process fed every sample holds."""
+    world, saved = ranks_run
+    records = [saved[rank]["eval"]["records"][0] for rank in range(world)]
+    one = ExactTracker()
+    for record in records:  # one process, every rank's batches in turn: each sample counted once
+        _fed(record, one)
+    truth = one.get_metrics()
+    assert truth["samples"] == SAMPLES
+    for rank in range(world):
+        synced = saved[rank]["synced"]["exact"]
+        assert (synced["samples"], synced["top1"], synced["top5"], synced["nonfinite_batches"]) == (
+            truth["samples"], truth["top1"], truth["top5"], truth["nonfinite_batches"])
+        assert synced["loss"] == pytest.approx(truth["loss"], rel=1e-12)  # float64 sums added in another order
+        # the trainer syncs the same way: its exact history holds the same numbers
+        history = saved[rank]["eval"]["histories"]["exact"]
+        assert (history["eval_loss"][0], history["eval_top1"][0], history["eval_total"][0]) == (
+            synced["loss"], synced["top1"], synced["samples"])
+
+
+@pytest.mark.slow
+def test_sync_simulated_in_one_process_gives_the_numbers_of_real_gloo_ranks(ranks_run):
+    world, saved = ranks_run
+    trackers = [_fed(saved[rank]["eval"]["records"][0]) for rank in range(world)]
+    mixed = [_Mixed(rank) for rank in range(world)]
+    sync_simulated(trackers)
+    sync_simulated(mixed)
+    for rank in range(world):
+        gloo = saved[rank]["synced"]
+        assert trackers[rank].get_metrics() == gloo["exact"]
+        assert torch.equal(trackers[rank].loss_sum, gloo["exact_loss_sum"])
+        simulated = mixed[rank].states()
+        assert simulated.keys() == gloo["mixed"].keys()
+        for name, value in gloo["mixed"].items():
+            assert type(simulated[name]) is type(value), name  # Python numbers stay Python numbers
+            assert (torch.equal(simulated[name], value) if isinstance(value, torch.Tensor)
+                    else simulated[name] == value), (name, simulated[name], value)
+    # what the reductions mean: sums added, means divided by the world, local states untouched
+    assert gloo["mixed"]["count"] == world * (world + 1) // 2
+    assert gloo["mixed"]["weight"] == 0.5 * world * (world + 1) / 2
+    assert gloo["mixed"]["means"].tolist() == [(world - 1) / 2, world - 1, 0.25]
+    assert gloo["mixed"]["hits"].tolist() == [world * (world - 1) // 2, 10 * world]
+    assert [saved[rank]["synced"]["mixed"]["mine"].item() for rank in range(world)] == list(range(world))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("phase", ["eval", "train"])
 def test_each_tracker_equals_its_value_recomputed_from_every_ranks_samples(ranks_run, phase):
     world, saved = ranks_run
@@ -153,6 +255,7 @@ def test_each_tracker_equals_its_value_recomputed_from_every_ranks_samples(ranks
         assert rank0["naive-rank0"][f"{phase}_total"][epoch] == len(records[0]["counted"])
 
 
+@pytest.mark.slow
 def test_training_across_ranks_equals_the_sample_weighted_mean_of_batch_losses(ranks_run):
     """Batch means (float32) weighted by batch size, over all ranks: what the exact tracker must give."""
     world, saved = ranks_run
@@ -175,14 +278,19 @@ def _torchrun(world: int, *args: str) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_torchrun_run_prints_and_writes_on_rank_0_only(tmp_path):
     out = tmp_path / "run"
     stdout = torchrun_run(2, ["--preset", "tiny", "--no-progress", "--eval-only", "--epochs", "1", "--out", str(out)]).stdout
     lines = [line for line in stdout.splitlines() if line.startswith("Epoch 1 [Eval]")]
     assert len(lines) == 4  # one line per default tracker, from rank 0 alone
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["config.json", "console.log", CHECKPOINT, "divergence.png", *(history_filename(n) for n in TRACKERS)])
-    assert load_history(out / history_filename("exact"))["eval_total"] == [SAMPLES]
+    assert sorted(p.name for p in out.iterdir()) == sorted([CONFIG, COMMIT, "divergence.png", "epoch-0001"])
+    assert sorted(p.name for p in (out / "epoch-0001").iterdir()) == sorted(
+        [CONSOLE, CHECKPOINT, *(history_filename(n) for n in TRACKERS)])
+    folder = RunFolder(out)
+    folder.verify()
+    assert folder.trackers == TRACKERS and folder.record["ranks"] == {"world": 2, "backend": "gloo"}
+    assert load_history(folder.history_path("exact"))["eval_total"] == [SAMPLES]
     rows = rank_rows({"2 ranks": out})
     assert [row["tracker"] for row in rows] == TRACKERS and rows[0]["samples"] == SAMPLES
     assert rows[0]["error_pct"] == 0 and rows[1]["error_pct"] != 0  # rank 0's shard alone is not the epoch
@@ -190,6 +298,7 @@ def test_torchrun_run_prints_and_writes_on_rank_0_only(tmp_path):
     assert [bar.get_height() for bar in bars] == [row["error_pct"] for row in rows[1:]]
 
 
+@pytest.mark.slow
 def test_a_failed_torchrun_run_raises_with_the_ranks_errors():
     with pytest.raises(RuntimeError, match=r"torchrun with 2 ranks exited with 1:(.|\n)*rank [01] of 2: error: tracker='nope'"):
         torchrun_run(2, ["--preset", "tiny", "--tracker", "nope"])
@@ -200,7 +309,8 @@ def test_exit_rank_flushes_the_console_and_keeps_the_exit_status():
     code = ("import sys; from accumbug.distributed import exit_rank; print('out', end=''); "
             "print('err', end='', file=sys.stderr); exit_rank(3); print('never')")
     buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=buffered)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=buffered,
+                          check=False)
     assert (done.returncode, done.stdout, done.stderr) == (3, "out", "err")
 
 
@@ -221,25 +331,32 @@ def _workers(parent: int) -> dict[int, int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker processes through /proc")
 def test_a_killed_rank_ends_the_run_with_an_error_and_whole_histories(tmp_path):
     out = tmp_path / "run"
     process = _torchrun(2, "--epochs", "500", "--out", str(out), "--tracker", "exact", "--tracker", "naive-rank0",
-                        "--tracker", "seed-broken")
+                        "--tracker", "incident-broken")
     deadline = time.monotonic() + 120
-    while not (out / CHECKPOINT).exists() and time.monotonic() < deadline and process.poll() is None:
+    while not (out / COMMIT).exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     workers = _workers(process.pid)
-    assert (out / CHECKPOINT).exists() and 1 in workers, process.stderr.read() if process.poll() is not None else ""
+    assert (out / COMMIT).exists() and 1 in workers, process.stderr.read() if process.poll() is not None else ""
     os.kill(workers[1], signal.SIGKILL)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0
     assert "local_rank: 1" in stderr and "Signal 9 (SIGKILL)" in stderr
-    histories = [load_history(out / history_filename(name)) for name in ("exact", "naive-rank0", "seed-broken:python")]
-    epochs = len(histories[0]["train_loss"])
+    folder = RunFolder(out)
+    folder.verify()  # the committed epoch is whole: every file there, unchanged since its commit
+    histories = [folder.history(name) for name in ("exact", "naive-rank0", "incident-broken:python")]
+    epochs = folder.epochs
     assert 1 <= epochs < 500 and all(len(h["train_loss"]) == epochs for h in histories)
-    assert histories[2]["train_total"] == [SAMPLES // 2] * epochs  # the seed's tracker is not reduced: rank 0's shard
-    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no staging left behind
+    assert histories[2]["train_total"] == [SAMPLES // 2] * epochs  # the incident's tracker is not reduced: rank 0's shard
+    assert len(folder.console_lines()) == 3 * epochs
+    committed = folder.commit()["folder"]
+    others = [p.name for p in out.iterdir() if p.name not in (CONFIG, COMMIT, committed, "divergence.png")]
+    # rank 0 may have been ended in the middle of the next commit: only what readers ignore may be left
+    assert all(name.startswith((".partial-", "epoch-", f".{COMMIT}.")) for name in others), others
 
 
 def test_torchrun_rejects_resume_and_a_missing_environment(tmp_path, monkeypatch, capsys):
@@ -260,7 +377,7 @@ def test_nccl_evaluation_equals_one_process(tmp_path):
     world, out = min(torch.cuda.device_count(), 2), tmp_path / "nccl"
     command = torchrun_command(world, ["--preset", "tiny", "--eval-only", "--epochs", "1", "--no-progress",
                                        "--tracker", "exact", "--out", str(out)])
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "config.json").read_text())["ranks"] == {"world": world, "backend": "nccl"}
     one = train(TrainConfig(preset="tiny", epochs=1, eval_only=True, device="cuda"), ["exact"]).histories["exact"]

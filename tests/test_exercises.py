@@ -1,26 +1,47 @@
 """The exercises: their check cells fail on the starting code and pass on the solutions.
 
 The notebooks' own code cells are run here (IPython magics left out), so what is tested is
-what a learner runs. The checks are also tried on a few other wrong answers.
+what a learner runs. A solved tracker speaks the package's tracker protocol, so it is also
+handed to ``train()`` as it is, beside the exact tracker, and its saved history must equal
+the exact one. The checks are also tried on the specimens, each wrong in a known way.
 """
 
 import contextlib
+import functools
 import io
 import json
 from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
-from accumbug.exercises import check_accumulator, check_epoch_loss, check_rank_reduction, check_serialiser
-from accumbug.mechanisms import InPlaceMeanTracker
+from accumbug.history import dumps_history, loads_history
+from accumbug.lessons.catalogue import make_tracker
+from accumbug.lessons.exercises import check_accumulator, check_epoch_loss, check_rank_reduction, check_serialiser
+from accumbug.runfolder import RunFolder
+from accumbug.specimens.gallery_trackers import GuardedTracker
+from accumbug.specimens.incident_trackers import IncidentFixedTracker
+from accumbug.specimens.rank_trackers import PaddedTracker, RankMeanTracker, RankZeroTracker
+from accumbug.trackers import ExactTracker, MetricTracker, Tracker
+from accumbug.train import TrainConfig, train
 
 EXERCISES = Path(__file__).resolve().parents[1] / "notebooks" / "exercises"
 NAMES = sorted(p.name for p in EXERCISES.glob("*.ipynb"))
+TRAINING = {"01_fix_the_tracker.ipynb"}  # solutions whose own cells train a run
 
 
+def solutions(names) -> list:
+    """``names`` as parameters for tests that run the solutions: slow where the solution trains a run."""
+    return [pytest.param(name, marks=pytest.mark.slow) if name in TRAINING else name for name in names]
+
+
+@functools.cache
 def run_code_cells(path: Path) -> tuple[str, dict]:
-    """Execute a notebook's code cells in one namespace; return what they printed and the namespace."""
+    """Execute a notebook's code cells in one namespace; return what they printed and the namespace.
+
+    Cached: a notebook is run once per session, and the tests only read what it left.
+    """
     namespace, printed = {}, io.StringIO()
     with contextlib.redirect_stdout(printed):
         for cell in nbformat.read(path, as_version=4).cells:
@@ -44,7 +65,7 @@ def test_the_check_fails_on_the_starting_code(name):
     assert "not yet:" in printed and "correct:" not in printed and "FAIL" in printed
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", solutions(NAMES))
 def test_the_check_passes_on_the_solution(name):
     path = EXERCISES / "solutions" / name
     assert sum(c.source.startswith("# SOLUTION") for c in nbformat.read(path, as_version=4).cells) == 1
@@ -52,8 +73,42 @@ def test_the_check_passes_on_the_solution(name):
     assert "correct: all" in printed and "not yet" not in printed and "FAIL" not in printed
 
 
-@pytest.mark.parametrize("answer", [("seed-fixed", "python"), ("seed-broken", "float32"), ("seed-broken", "bfloat16"),
-                                    ("seed-broken", "auto"), ("seed-broken", "float8")])
+# How each exercise (starting code and solution alike) names its tracker: 01 and 04 define a class,
+# 02 chooses a name for make_tracker.
+NOTEBOOK_TRACKERS = {
+    "01_fix_the_tracker.ipynb": lambda namespace: namespace["EpochLoss"](),
+    "02_choose_the_accumulator.ipynb": lambda namespace: make_tracker(
+        f"{namespace['TRACKER']}:{namespace['ACCUMULATOR']}"),
+    "04_reduce_across_ranks.ipynb": lambda namespace: namespace["RankLoss"](),
+}
+
+
+@pytest.mark.parametrize("name", solutions(sorted(NOTEBOOK_TRACKERS)))
+def test_the_starting_code_and_the_solution_make_protocol_trackers(name):
+    """What a learner edits is a tracker ``train()`` takes, before and after the fix."""
+    for path in (EXERCISES / name, EXERCISES / "solutions" / name):
+        tracker = NOTEBOOK_TRACKERS[name](run_code_cells(path)[1])
+        assert isinstance(tracker, Tracker), path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(NOTEBOOK_TRACKERS))
+def test_a_solved_tracker_trains_and_saves_the_exact_loss(name, tmp_path):
+    _, namespace = run_code_cells(EXERCISES / "solutions" / name)
+    tracker = NOTEBOOK_TRACKERS[name](namespace)
+    assert isinstance(tracker, Tracker)
+    with contextlib.redirect_stdout(io.StringIO()):
+        train(TrainConfig(preset="tiny", epochs=2), [tracker, ExactTracker()], out=tmp_path / "run")
+    folder = RunFolder(tmp_path / "run")
+    assert folder.trackers == [tracker.name, "exact"] and folder.epochs == 2
+    solved, exact = folder.history(tracker.name)["train_loss"], folder.history("exact")["train_loss"]
+    assert len(solved) == len(exact) == 2
+    assert solved == pytest.approx(exact, rel=1e-9)
+
+
+@pytest.mark.parametrize("answer", [("incident-fixed", "python"), ("incident-broken", "float32"),
+                                    ("incident-broken", "bfloat16"), ("incident-broken", "auto"),
+                                    ("incident-broken", "float8")])
 def test_accumulator_check_rejects_wrong_choices(answer):
     check = check_accumulator(*answer)
     assert not check.passed and str(check).startswith("not yet:")
@@ -61,80 +116,101 @@ def test_accumulator_check_rejects_wrong_choices(answer):
 
 def test_accumulator_check_accepts_every_weighted_float64_sum():
     assert all(check_accumulator(*answer).passed
-               for answer in (("seed-broken", "python"), ("seed-broken", "float64"), ("exact", "float64")))
+               for answer in (("incident-broken", "python"), ("incident-broken", "float64"), ("exact", "float64")))
 
 
-class Adapter:
-    """InPlaceMeanTracker behind the exercise's interface: right sums, but compute() on empty gives 0.0."""
-
-    def __init__(self):
-        self.tracker = InPlaceMeanTracker()
-
-    def reset(self):
-        self.tracker.reset()
-
-    def update(self, loss, batch_size):
-        import torch
-        self.tracker.update(loss, torch.zeros(batch_size, 6), torch.zeros(batch_size, dtype=torch.int64))
-
-    def compute(self):
-        return float(self.tracker.mean)
+# check_epoch_loss's cases, in order: weighted by batch size, no half-precision sum, reset, empty epoch, non-finite.
+@pytest.mark.parametrize("tracker, passing", [
+    (ExactTracker, [True, True, True, True, True]),
+    (GuardedTracker, [True, True, True, False, True]),  # sums right, but an empty epoch reports 0.0
+    (IncidentFixedTracker, [False, False, True, False, True]),  # a mean of batch means; 0.0 / 0 raises
+])
+def test_tracker_check_names_exactly_what_is_wrong(tracker, passing):
+    check = check_epoch_loss(tracker)
+    assert [ok for ok, _ in check.cases] == passing and check.passed == all(passing)
 
 
-def test_tracker_check_names_exactly_what_is_wrong():
-    check = check_epoch_loss(Adapter)
-    assert [ok for ok, _ in check.cases] == [True, True, True, False, True]
-    assert "empty epoch" in str(check).split("FAIL")[1]
+def test_tracker_check_reports_the_empty_epochs_zero():
+    failed = [text for ok, text in check_epoch_loss(GuardedTracker).cases if not ok]
+    assert len(failed) == 1 and failed[0].startswith("empty epoch: an epoch with no batches gives 0.0")
 
 
 def test_tracker_check_survives_code_that_raises():
-    class Broken:
-        def reset(self):
-            pass
-
-        def update(self, loss, batch_size):
+    class Broken(MetricTracker):
+        def update(self, loss, outputs, labels):
             raise RuntimeError("boom")
 
-        def compute(self):
-            return 0.0
+        def get_metrics(self):
+            return {"loss": 0.0}
 
     check = check_epoch_loss(Broken)
     assert not check.passed and "raised RuntimeError: boom" in str(check)
 
 
+def test_tracker_check_needs_the_batch_size_from_the_labels():
+    class Unweighted(MetricTracker):
+        """Sums the batch means in float64, counts batches: the incident's "fixed" tracker, written anew."""
+
+        def __init__(self):
+            super().__init__()
+            self.add_state("loss_sum", torch.zeros((), dtype=torch.float64))
+            self.add_state("batches", 0)
+
+        def update(self, loss, outputs, labels):
+            self.loss_sum += loss
+            self.batches += 1
+
+        def get_metrics(self):
+            return {"loss": float(self.loss_sum / self.batches) if self.batches else float("nan")}
+
+    check = check_epoch_loss(Unweighted)
+    assert [ok for ok, _ in check.cases] == [False, False, True, True, True]
+    assert str(check).splitlines()[1].startswith("  FAIL  weighted by batch size: 64 batches of 16")
+
+
 def test_serialiser_check_rejects_pythons_json_and_accepts_the_packages_own_format():
     assert not check_serialiser(json.dumps, json.loads).passed
-    from accumbug.history import dumps_history, loads_history
     assert check_serialiser(dumps_history, loads_history).passed
     assert not check_serialiser(lambda h: json.dumps(h, allow_nan=False), json.loads).passed
 
 
-class RankSums:
-    """A rank tracker that sends sums and counts: right unless ``count_padding`` or ``send_means``."""
+class Unasked(ExactTracker):
+    """Exact sums, but it does not ask for per-sample losses under torchrun."""
 
-    count_padding = send_means = False
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self):
-        self.loss_sum, self.samples = 0.0, 0
-
-    def update(self, losses, counted):
-        keep = counted | self.count_padding
-        self.loss_sum += float(losses[keep].double().sum())
-        self.samples += int(keep.sum())
-
-    def state(self):
-        return [self.loss_sum / self.samples, 1] if self.send_means else [self.loss_sum, self.samples]
-
-    def compute(self, summed):
-        return summed[0] / summed[1]
+    per_sample_loss = False
 
 
-@pytest.mark.parametrize("wrong, failing", [("count_padding", [False, True, True, False]),
-                                            ("send_means", [False, True, True, False])])
-def test_rank_check_accepts_sums_and_names_each_mistake(wrong, failing):
-    assert check_rank_reduction(RankSums).passed
-    mistaken = type("Mistaken", (RankSums,), {wrong: True})
-    assert [not ok for ok, _ in check_rank_reduction(mistaken).cases] == failing
+# check_rank_reduction's cases, in order: 2 ranks (no padding), 4 ranks (2 padding repeats), 5 ranks (3),
+# reset (2 ranks, no padding), one process, per_sample_loss declared.
+@pytest.mark.parametrize("tracker, passing", [
+    (ExactTracker, [True, True, True, True, True, True]),
+    (PaddedTracker, [True, False, False, True, True, True]),  # counts the padding repeats
+    (RankMeanTracker, [True, False, False, True, True, True]),  # a mean of the ranks' means, padding counted
+    (RankZeroTracker, [False, False, False, False, True, True]),  # rank 0's shard only
+    (Unasked, [True, True, True, True, True, False]),
+])
+def test_rank_check_accepts_sums_and_names_each_mistake(tracker, passing):
+    check = check_rank_reduction(tracker)
+    assert [ok for ok, _ in check.cases] == passing and check.passed == all(passing)
+
+
+def test_rank_check_reads_python_number_states():
+    class PythonSums(MetricTracker):
+        per_sample_loss = True
+
+        def __init__(self):
+            super().__init__()
+            self.add_state("loss_sum", 0.0)
+            self.add_state("samples", 0)
+
+        def update(self, loss, outputs, labels, counted=None):
+            counted = torch.ones_like(labels, dtype=torch.bool) if counted is None else counted
+            losses = loss.expand(labels.shape) if loss.dim() == 0 else loss
+            self.loss_sum += float(losses[counted].double().sum())
+            self.samples += int(counted.sum())
+
+        def get_metrics(self):
+            return {"loss": self.loss_sum / self.samples}
+
+    assert check_rank_reduction(PythonSums).passed
+

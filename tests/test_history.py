@@ -9,13 +9,16 @@ from accumbug.history import (
     atomic_write_text,
     dumps_history,
     load_history,
+    loads_history,
     loads_strict,
+    read_back,
     save_history,
-    seed_lossy_dumps,
+    strict_parse_ok,
 )
+from accumbug.specimens.serialisers import incident_lossy_dumps
 
 HISTORY = {
-    "tracker": "seed-broken:float16",
+    "tracker": "incident-broken:float16",
     "train_loss": [9.162109375, math.inf, math.nan, -math.inf, 0.1 + 0.2, 5e-324, 1.7976931348623157e308],
     "train_total": [136312, 136312],
     "nested": {"a/b~c": [math.nan]},
@@ -57,8 +60,8 @@ def test_pythons_json_is_not_strict():
         loads_strict(json.dumps([math.nan]))
 
 
-def test_seed_serialiser_turns_nonfinite_into_zero():
-    saved = json.loads(seed_lossy_dumps(HISTORY))
+def test_incident_serialiser_turns_nonfinite_into_zero():
+    saved = json.loads(incident_lossy_dumps(HISTORY))
     assert saved["train_loss"][1:4] == [0.0, 0.0, 0.0] and saved["train_loss"][0] == 9.162109375
 
 
@@ -102,3 +105,13 @@ def test_corrupt_files_are_clear_errors(tmp_path, text, message):
 
 def test_dumps_is_deterministic():
     assert dumps_history(HISTORY) == dumps_history(dict(HISTORY))
+
+
+def test_read_back_decodes_the_strict_format_and_reads_other_writers_as_python_does():
+    strict = dumps_history(HISTORY)
+    assert same(read_back(strict), HISTORY) and same(loads_history(strict), HISTORY)
+    assert strict_parse_ok(strict)
+    python_json = json.dumps({"train_loss": [math.nan, 1.0]})  # what json.dump(history) writes
+    assert not strict_parse_ok(python_json)
+    assert math.isnan(read_back(python_json)["train_loss"][0])
+    assert read_back(incident_lossy_dumps({"train_loss": [math.nan, 1.0]})) == {"train_loss": [0.0, 1.0]}

@@ -3,30 +3,51 @@ import sys
 
 import pytest
 
-from accumbug.mechanisms import (EVIDENCE, MECHANISMS, InPlaceMeanTracker, Outcome, diagnosis, exact_loss, fitting,
-                                 format_diagnosis, format_gallery, gallery, log_epochs, mechanism, seed_scenario)
-from accumbug.seed import SEED_CONSOLE
+from accumbug.lessons.incident import INCIDENT_CONSOLE
+from accumbug.lessons.mechanisms import (
+    EVIDENCE,
+    MECHANISMS,
+    Outcome,
+    diagnosis,
+    exact_loss,
+    fitting,
+    format_diagnosis,
+    format_gallery,
+    gallery,
+    incident_scenario,
+    log_epochs,
+    mechanism,
+)
+from accumbug.specimens.gallery_trackers import InPlaceMeanTracker
 
 
 @pytest.fixture(scope="module")
 def outcomes():
+    """Every case of the gallery (seconds: full-size replays among them); the tests that read it are slow."""
     return gallery()
 
 
+def case(key: str) -> Outcome:
+    """One case of the gallery, run alone (``gallery`` keeps each case once per process)."""
+    return gallery([key])[key]
+
+
+@pytest.mark.slow
 def test_every_mechanism_has_a_case_with_four_epochs(outcomes):
     assert list(outcomes) == [m.key for m in MECHANISMS] and len(MECHANISMS) >= 10
     for key, outcome in outcomes.items():
-        assert len(outcome.console) == len(outcome.file) == len(outcome.exact) == len(SEED_CONSOLE) == 4, key
+        assert len(outcome.console) == len(outcome.file) == len(outcome.exact) == len(INCIDENT_CONSOLE) == 4, key
         assert mechanism(key).cause and mechanism(key).fix
 
 
 def test_scenario_follows_the_write_ups_console():
-    epochs = seed_scenario()
+    epochs = incident_scenario()
     assert [len(e) for e in epochs] == [852] * 4
-    for batches, printed in zip(epochs, SEED_CONSOLE):
+    for batches, printed in zip(epochs, INCIDENT_CONSOLE):
         assert exact_loss(batches) == pytest.approx(printed["loss"], rel=2e-3)
 
 
+@pytest.mark.slow
 def test_half_precision_cases(outcomes):
     overflow, stall, bf16 = outcomes["float16-overflow"], outcomes["float16-stall"], outcomes["bfloat16-stall"]
     assert all(c == math.inf for c in overflow.console + overflow.file)
@@ -35,47 +56,49 @@ def test_half_precision_cases(outcomes):
     assert bf16.trajectory[-1] == 65536.0 and all(c < 0.6 * e for c, e in zip(bf16.console, bf16.exact))
 
 
+@pytest.mark.slow
 def test_serialiser_cases_turn_the_same_inf_into_different_files(outcomes):
     assert outcomes["lossy-zero"].file == [0.0] * 4
     assert outcomes["nan-to-num"].file == [sys.float_info.max] * 4
     assert outcomes["float16-overflow"].file == [math.inf] * 4  # the strict file keeps it
 
 
-def test_nonfinite_batch_poisons_only_its_epoch(outcomes):
-    case = outcomes["nonfinite-batch"]
-    assert [math.isnan(v) for v in case.console] == [False, True, False, False]
-    assert math.isnan(case.file[1]) and case.weights_fine
+def test_nonfinite_batch_poisons_only_its_epoch():
+    nonfinite = case("nonfinite-batch")
+    assert [math.isnan(v) for v in nonfinite.console] == [False, True, False, False]
+    assert math.isnan(nonfinite.file[1]) and nonfinite.weights_fine
 
 
-def test_cases_that_spoil_the_file_after_the_console(outcomes):
+def test_cases_that_spoil_the_file_after_the_console():
     for key in ("broad-sanitiser", "aliased-reset", "read-after-reset"):
-        case = outcomes[key]
-        assert case.file == [0.0] * 4, key
-        assert case.console == [round(e, 4) for e in case.exact], key
-    assert outcomes["read-after-reset"].file_top5 == [0.0] * 4
-    assert all(v > 0 for v in outcomes["aliased-reset"].file_top5)
+        spoilt = case(key)
+        assert spoilt.file == [0.0] * 4, key
+        assert spoilt.console == [round(e, 4) for e in spoilt.exact], key
+    assert case("read-after-reset").file_top5 == [0.0] * 4
+    assert all(v > 0 for v in case("aliased-reset").file_top5)
 
 
 def test_in_place_mean_tracker_hands_out_its_buffer():
     tracker = InPlaceMeanTracker()
-    console, history, _ = log_epochs(seed_scenario()[:2], tracker)
+    console, history, _ = log_epochs(incident_scenario()[:2], tracker)
     assert history["train_loss"][0] is history["train_loss"][1] is tracker.mean
     assert float(tracker.mean) == 0.0 and console[0] > 9
 
 
-def test_means_of_means(outcomes):
-    partial, accumulation = outcomes["partial-last-batch"], outcomes["grad-accumulation"]
+def test_means_of_means():
+    partial, accumulation = case("partial-last-batch"), case("grad-accumulation")
     assert all(c != round(e, 4) and abs(c - e) < 1e-3 for c, e in zip(partial.console, partial.exact))
     assert all(c > e + 0.05 for c, e in zip(accumulation.console, accumulation.exact))
-    assert not accumulation.weights_fine and not outcomes["ddp-padding"].weights_fine
+    assert not accumulation.weights_fine and not case("ddp-padding").weights_fine
 
 
-def test_ddp_console_is_rank_zeros_shard(outcomes):
-    ddp = outcomes["ddp-padding"]
+def test_ddp_console_is_rank_zeros_shard():
+    ddp = case("ddp-padding")
     assert ddp.batches == 13  # 1,032 samples over 5 ranks: 207 each, padded
     assert all(round(f, 4) != c for f, c in zip(ddp.file, ddp.console))
 
 
+@pytest.mark.slow
 def test_diagnosis_finds_the_mechanisms_that_fit_all_the_evidence(outcomes):
     rows = diagnosis(outcomes)
     assert fitting(rows) == ["broad-sanitiser", "aliased-reset"]
@@ -105,6 +128,7 @@ def test_each_piece_of_evidence_can_fail(changes, failing):
     assert {name for name in EVIDENCE if not row[name]} == failing and row["fits"] == (not failing)
 
 
+@pytest.mark.slow
 def test_gallery_text_names_every_case(outcomes):
     text = format_gallery(outcomes)
     assert all(f"{m.key} -- {m.title}" in text for m in MECHANISMS)

@@ -1,9 +1,12 @@
-"""environment.yml and pyproject.toml must ask for the same packages; README and CI the same commands."""
+"""environment.yml and pyproject.toml must ask for the same packages; README and CI the same commands;
+the package data must ship the recorded run."""
 
+import fnmatch
+import json
 import re
-import pytest
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 
@@ -48,3 +51,30 @@ def test_ci_runs_the_readmes_commands():
     assert f"{install} && python -m accumbug reproduce" in readme
     assert install in ci
     assert re.search(r"^pytest$", readme, re.M) and re.search(r"^\s*pytest( |$)", ci, re.M)
+
+
+def test_numpy_is_a_base_dependency():
+    """specimens/serialisers.py imports numpy, and every install of the package imports it through lab."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "numpy" in {Requirement(r).name for r in project["dependencies"]}
+
+
+def _shipped(relative: PurePosixPath, patterns: list[str]) -> bool:
+    return any(len(relative.parts) == len(PurePosixPath(p).parts)
+               and all(fnmatch.fnmatchcase(part, glob) for part, glob in zip(relative.parts, PurePosixPath(p).parts))
+               for p in patterns)
+
+
+def test_package_data_ships_the_recorded_run_but_not_its_checkpoint():
+    """The audit reads the recorded run from the installed package: its config, commit and committed files."""
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "accumbug.lessons"]
+    lessons = ROOT / "src" / "accumbug" / "lessons"
+    run = lessons / "recorded" / "full-cpu"
+    commit = json.loads((run / "commit.json").read_text())
+    needed = ["config.json", "commit.json", *(f"{commit['folder']}/{name}" for name in commit["files"]
+                                              if name != "checkpoint.pt")]
+    for name in needed:
+        assert (run / name).is_file(), name
+        assert _shipped(PurePosixPath("recorded", "full-cpu", name), patterns), f"{name} is not in package-data"
+    assert not _shipped(PurePosixPath("recorded", "full-cpu", commit["folder"], "checkpoint.pt"), patterns)

@@ -3,25 +3,38 @@ import math
 
 import pytest
 
-from accumbug.plots import plot_case, plot_divergence, plot_gallery, plot_trajectory, save_figure
-from accumbug.report import (differing_lines, divergence_rows, format_table, format_wrapped, run_verdicts,
-                             seed_comparison, source_side_by_side)
-from accumbug.streams import first_nonfinite, stall_start
-from accumbug.trackers import SeedBrokenTracker, SeedFixedTracker
+from accumbug.lessons.catalogue import make_trackers
+from accumbug.lessons.mechanisms import Outcome
+from accumbug.lessons.plots import plot_case, plot_divergence, plot_gallery, plot_trajectory, save_figure
+from accumbug.lessons.report import (
+    differing_lines,
+    divergence_rows,
+    format_table,
+    format_wrapped,
+    incident_comparison,
+    run_verdicts,
+    source_side_by_side,
+)
+from accumbug.lessons.streams import first_nonfinite, stall_start
+from accumbug.specimens.incident_trackers import IncidentBrokenTracker, IncidentFixedTracker
 from accumbug.train import TrainConfig, train
 
-TRACKERS = ["seed-broken:python", "seed-fixed:python", "seed-broken:float16", "seed-fixed:float16", "exact"]
+TRACKERS = ["incident-broken:python", "incident-fixed:python", "incident-broken:float16", "incident-fixed:float16",
+            "exact"]
+
+
+CONFIG = TrainConfig(preset="tiny", epochs=2, samples=264, classes=16)  # 17 batches, the last of 8
 
 
 @pytest.fixture(scope="module")
 def run():
-    return train(TrainConfig(preset="tiny", epochs=2), TRACKERS, trajectory=True)
+    return train(CONFIG, make_trackers(TRACKERS), trajectory=True)
 
 
 def test_trajectory_is_loss_sum_after_every_batch(run):
-    sums = run.trajectories["seed-fixed:python"]
-    assert [len(epoch) for epoch in sums] == [65, 65]
-    assert sums[0][-1] == run.histories["seed-fixed:python"]["train_loss_sum"][0]
+    sums = run.trajectories["incident-fixed:python"]
+    assert [len(epoch) for epoch in sums] == [17, 17]
+    assert sums[0][-1] == run.histories["incident-fixed:python"]["train_loss_sum"][0]
     assert all(b > a for a, b in zip(sums[0], sums[0][1:]))
 
 
@@ -33,31 +46,34 @@ def test_divergence_rows_without_a_run_folder_round_trip_the_strict_file(run):
     assert "strict JSON" in format_table(rows).splitlines()[0]
 
 
-def test_seed_comparison_measures_every_row(run):
-    rows = {r["quantity"]: r for r in seed_comparison(run)}
-    assert rows["batches per epoch"]["measured"] == "65 (last batch 8)"
-    assert rows["broken: total after the epoch"]["measured"] == "1,032"
-    assert rows["fixed: total after the epoch"]["measured"] == "65"
-    first = run.trajectories["seed-fixed:python"][0][0]
+def test_incident_comparison_measures_every_row(run):
+    rows = {r["quantity"]: r for r in incident_comparison(run)}
+    assert rows["batches per epoch"]["measured"] == "17 (last batch 8)"
+    assert rows["broken: total after the epoch"]["measured"] == "264"
+    assert rows["fixed: total after the epoch"]["measured"] == "17"
+    first = run.trajectories["incident-fixed:python"][0][0]
     assert rows["broken: first addend loss * batch_size"]["measured"] == pytest.approx(first * 16)
 
 
 def test_run_verdicts_are_computed(run):
     verdicts = dict(run_verdicts(run))
-    assert verdicts["seed-broken:python equals the exact loss in every epoch (relative 1e-12)"]
+    exact = "incident-broken:python equals the exact loss in every epoch (relative 1e-12)"
+    assert verdicts[exact]
     assert verdicts["every tracker reports the same top-1 and top-5 accuracy"]
-    run.histories["seed-broken:python"]["train_loss"][0] *= 1.001
+    run.histories["incident-broken:python"]["train_loss"][0] *= 1.001
     try:
-        assert not dict(run_verdicts(run))["seed-broken:python equals the exact loss in every epoch (relative 1e-12)"]
+        assert not dict(run_verdicts(run))[exact]
     finally:
-        run.histories["seed-broken:python"]["train_loss"][0] /= 1.001
+        run.histories["incident-broken:python"]["train_loss"][0] /= 1.001
 
 
 def test_source_side_by_side_highlights_only_the_differing_lines():
-    broken, fixed = differing_lines(SeedBrokenTracker.update, SeedFixedTracker.update)
-    assert broken[-2:] == ["self.loss_sum += loss * batch_size  # 9.14 * 16 = 146.24", "self.total += batch_size  # total += 16"]
-    assert fixed == ["self.loss_sum += loss  # 9.14 (correct magnitude)", "self.total += 1  # total += 1 (count batches)"]
-    html = source_side_by_side(SeedBrokenTracker.update, SeedFixedTracker.update)
+    broken, fixed = differing_lines(IncidentBrokenTracker.update, IncidentFixedTracker.update)
+    assert broken[-2:] == ["self.loss_sum += loss * batch_size  # 9.14 * 16 = 146.24",
+                           "self.total += batch_size  # total += 16"]
+    assert fixed == ["self.loss_sum += loss  # 9.14 (correct magnitude)",
+                     "self.total += 1  # total += 1 (count batches)"]
+    html = source_side_by_side(IncidentBrokenTracker.update, IncidentFixedTracker.update)
     # the changed block is 3 lines on the left, 2 + 1 blank on the right: 6 highlighted rows
     assert html._repr_html_().count("#fde0c5") == 6
 
@@ -89,13 +105,13 @@ def test_format_wrapped_wraps_each_cell_in_its_column():
 
 
 def outcome(console, file):
-    from accumbug.mechanisms import Outcome
     return Outcome(console=console, file=file, exact=[9.0, 8.5], file_top5=[1.0, 2.0], weights_fine=True,
                    file_text="", batches=2, trajectory=[])
 
 
 def test_gallery_figures_label_off_scale_values():
-    figure = plot_gallery({"a": outcome([9.0, math.inf], [0.0, 1.7976931348623157e308]), "b": outcome([9.0, 8.5], [9.0, 8.5])},
+    figure = plot_gallery({"a": outcome([9.0, math.inf], [0.0, 1.7976931348623157e308]),
+                           "b": outcome([9.0, 8.5], [9.0, 8.5])},
                           {"a": "case a", "b": "case b"}, columns=2)
     first = figure.axes[0]
     assert first.get_title() == "case a" and first.get_xlabel() == "epoch" and first.get_ylabel() == "epoch loss"

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from accumbug.history import load_history, save_history
-from accumbug.serialisers import SERIALISERS, read_back, strict_parse_ok, to_python, write
+from accumbug.history import load_history, read_back, save_history, strict_parse_ok
+from accumbug.specimens.serialisers import SERIALISERS, to_python, write
 
 NONFINITE = {"train_loss": [math.nan, math.inf, -math.inf, 9.1621]}
 
@@ -27,7 +27,7 @@ def test_a_strict_encoder_refuses():
         write(NONFINITE, "json-strict")
 
 
-@pytest.mark.parametrize("name", ["seed-sanitiser", "broad-sanitiser"])
+@pytest.mark.parametrize("name", ["incident-sanitiser", "broad-sanitiser"])
 def test_sanitisers_write_zero(name):
     assert read_back(write(NONFINITE, name))["train_loss"] == [0.0, 0.0, 0.0, 9.1621]
 

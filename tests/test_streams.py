@@ -4,9 +4,17 @@ import pytest
 import torch
 
 from accumbug.data import preset
-from accumbug.streams import (batch_sizes, epoch_mean, loss_sums, replay, scored_batches, simulated_losses,
-                              trajectory_note)
-from accumbug.trackers import SeedBrokenTracker, make_tracker
+from accumbug.lessons.catalogue import make_tracker
+from accumbug.lessons.streams import (
+    batch_sizes,
+    epoch_mean,
+    loss_sums,
+    replay,
+    scored_batches,
+    simulated_losses,
+    trajectory_note,
+)
+from accumbug.specimens.incident_trackers import IncidentBrokenTracker
 
 
 def same(a: list[float], b: list[float]) -> bool:
@@ -20,16 +28,16 @@ def streams():
             "small": (simulated_losses(small.batches_per_epoch, 9.3, 8.9, seed=1), batch_sizes(small))}
 
 
-@pytest.mark.parametrize("kind", ["seed-broken", "seed-fixed"])
+@pytest.mark.parametrize("kind", ["incident-broken", "incident-fixed"])
 @pytest.mark.parametrize("accumulator, size", [("python", "small"), ("float64", "small"), ("float32", "small"),
                                                ("bfloat16", "full"), ("float16", "full")])
 def test_loss_sums_is_the_trackers_arithmetic_bit_for_bit(streams, kind, accumulator, size):
     losses, sizes = streams[size]
     tracker = make_tracker(f"{kind}:{accumulator}")
     replayed = replay(tracker, losses, sizes)
-    fast = loss_sums(losses, sizes, kind == "seed-broken", accumulator)
+    fast = loss_sums(losses, sizes, kind == "incident-broken", accumulator)
     assert same(replayed, fast)
-    total = sum(sizes) if kind == "seed-broken" else len(sizes)
+    total = sum(sizes) if kind == "incident-broken" else len(sizes)
     assert same([epoch_mean(fast[-1], total, accumulator)], [tracker.get_metrics()["loss"]])
 
 
@@ -56,7 +64,7 @@ def test_scored_batches_hit_the_asked_rates_through_a_tracker():
     sizes = [16] * 999 + [8]
     batches = scored_batches(torch.full((1000,), 2.0), sizes, top1=0.1, top5=0.3, seed=3)
     assert [len(labels) for _, _, labels in batches] == sizes
-    tracker = SeedBrokenTracker()
+    tracker = IncidentBrokenTracker()
     for batch in batches:
         tracker.update(*batch)
     metrics = tracker.get_metrics()

@@ -5,8 +5,10 @@ import torch
 import torchmetrics
 
 from accumbug.data import preset
-from accumbug.streams import batch_sizes, replay, simulated_losses
-from accumbug.trackers import ACCUMULATORS, ExactTracker, SeedBrokenTracker, SeedFixedTracker, make_tracker
+from accumbug.lessons.catalogue import make_tracker, make_trackers
+from accumbug.lessons.streams import batch_sizes, replay, simulated_losses
+from accumbug.specimens.incident_trackers import ACCUMULATORS, IncidentBrokenTracker, IncidentFixedTracker
+from accumbug.trackers import ExactTracker, MetricTracker
 
 
 def feed(tracker, stream):
@@ -15,23 +17,23 @@ def feed(tracker, stream):
     return tracker.get_metrics()
 
 
-def test_seed_broken_python_is_the_sample_weighted_mean(stream, per_sample_mean):
+def test_incident_broken_python_is_the_sample_weighted_mean(stream, per_sample_mean):
     weighted = sum(loss.item() * len(labels) for loss, _, labels in stream) / sum(len(l) for _, _, l in stream)
-    loss = feed(SeedBrokenTracker("python"), stream)["loss"]
+    loss = feed(IncidentBrokenTracker("python"), stream)["loss"]
     assert loss == pytest.approx(weighted, rel=1e-12)
     # equal to the float64 per-sample mean up to the float32 rounding of each batch mean
     assert loss == pytest.approx(per_sample_mean, rel=1e-6)
 
 
-def test_seed_fixed_python_is_the_mean_of_batch_means_and_is_off(stream, per_sample_mean):
+def test_incident_fixed_python_is_the_mean_of_batch_means_and_is_off(stream, per_sample_mean):
     mean_of_means = sum(loss.item() for loss, _, _ in stream) / len(stream)
-    loss = feed(SeedFixedTracker("python"), stream)["loss"]
+    loss = feed(IncidentFixedTracker("python"), stream)["loss"]
     assert loss == pytest.approx(mean_of_means, rel=1e-12)
     assert abs(loss - per_sample_mean) / per_sample_mean > 1e-3
 
 
 def test_accuracies_are_the_same_for_every_tracker(stream):
-    metrics = [feed(t, stream) for t in (SeedBrokenTracker(), SeedFixedTracker(), ExactTracker())]
+    metrics = [feed(t, stream) for t in (IncidentBrokenTracker(), IncidentFixedTracker(), ExactTracker())]
     for key in ("top1", "top5"):
         assert metrics[0][key] == metrics[1][key] == metrics[2][key]
     assert 0 < metrics[0]["top1"] < metrics[0]["top5"] < 100
@@ -79,8 +81,8 @@ def test_exact_tracker_state_does_not_grow(stream):
     assert int(tracker.total) == 0 and math.isnan(tracker.get_metrics()["loss"])
 
 
-def test_seed_trackers_keep_the_seeds_targets_list(stream):
-    tracker = SeedFixedTracker()
+def test_incident_trackers_keep_the_incidents_targets_list(stream):
+    tracker = IncidentFixedTracker()
     feed(tracker, stream)
     assert len(tracker.targets) == 1032 and tracker.total == 65
 
@@ -100,7 +102,7 @@ def test_full_preset_stream_shape(full_stream):
 
 def test_float16_broken_overflows_on_the_full_stream(full_stream):
     losses, sizes = full_stream
-    trajectory = replay(SeedBrokenTracker("float16"), losses, sizes)
+    trajectory = replay(IncidentBrokenTracker("float16"), losses, sizes)
     first = next(i for i, v in enumerate(trajectory) if not math.isfinite(v))
     assert trajectory[first] == math.inf and trajectory[first - 1] <= 65504
     assert 420 <= first <= 450  # 65,504 / (9.2 * 16) = 445 batches; float16 rounding of 146-152 makes it sooner
@@ -108,7 +110,7 @@ def test_float16_broken_overflows_on_the_full_stream(full_stream):
 
 def test_float16_fixed_stalls_at_32768(full_stream):
     losses, sizes = full_stream
-    tracker = SeedFixedTracker("float16")
+    tracker = IncidentFixedTracker("float16")
     trajectory = replay(tracker, losses, sizes)
     assert trajectory[-1] == 32768.0
     stall = trajectory.index(32768.0)
@@ -116,7 +118,7 @@ def test_float16_fixed_stalls_at_32768(full_stream):
     assert tracker.get_metrics()["loss"] == pytest.approx(32768 / 8520, rel=1e-3)
 
 
-@pytest.mark.parametrize("kind, stall", [("seed-broken", 65536.0), ("seed-fixed", 4096.0)])
+@pytest.mark.parametrize("kind, stall", [("incident-broken", 65536.0), ("incident-fixed", 4096.0)])
 def test_bfloat16_stalls_without_overflow(full_stream, kind, stall):
     losses, sizes = full_stream
     trajectory = replay(make_tracker(f"{kind}:bfloat16"), losses, sizes)
@@ -127,13 +129,13 @@ def test_bfloat16_stalls_without_overflow(full_stream, kind, stall):
 def test_wide_accumulators_stay_exact_on_the_full_stream(full_stream, accumulator):
     losses, sizes = full_stream
     weighted = sum(l * n for l, n in zip(losses.double().tolist(), sizes)) / sum(sizes)
-    tracker = SeedBrokenTracker(accumulator)
+    tracker = IncidentBrokenTracker(accumulator)
     replay(tracker, losses, sizes)
     assert tracker.get_metrics()["loss"] == pytest.approx(weighted, rel=1e-12)
 
 
 def test_auto_accumulator_follows_the_outputs_dtype():
-    tracker = SeedBrokenTracker("auto")
+    tracker = IncidentBrokenTracker("auto")
     tracker.update(torch.tensor(9.14), torch.zeros(16, 5, dtype=torch.float16), torch.zeros(16, dtype=torch.int64))
     assert tracker.loss_sum.dtype == torch.float16 and float(tracker.loss_sum) == pytest.approx(146.25)
 
@@ -141,7 +143,7 @@ def test_auto_accumulator_follows_the_outputs_dtype():
 @pytest.mark.parametrize("accumulator", ACCUMULATORS)
 def test_every_accumulator_accepts_a_float_or_a_tensor(accumulator):
     for loss in (2.5, torch.tensor(2.5)):
-        tracker = SeedFixedTracker(accumulator)
+        tracker = IncidentFixedTracker(accumulator)
         tracker.update(loss, torch.zeros(4, 5), torch.zeros(4, dtype=torch.int64))
         assert tracker.get_metrics()["loss"] == 2.5
 
@@ -149,13 +151,13 @@ def test_every_accumulator_accepts_a_float_or_a_tensor(accumulator):
 @pytest.mark.parametrize("bad", ["float8", "int64", "", "Float16"])
 def test_unknown_accumulator_is_a_clear_error(bad):
     with pytest.raises(ValueError, match=rf"accumulator='{bad}': unknown; allowed: python, float64"):
-        SeedBrokenTracker(bad)
+        IncidentBrokenTracker(bad)
 
 
 @pytest.mark.parametrize("name, message", [
     ("nope", "tracker='nope': unknown"),
     ("exact:float16", "exact always accumulates in float64"),
-    ("seed-fixed:float8", "accumulator='float8': unknown"),
+    ("incident-fixed:float8", "accumulator='float8': unknown"),
 ])
 def test_make_tracker_rejects_bad_names(name, message):
     with pytest.raises(ValueError, match=message):
@@ -163,8 +165,8 @@ def test_make_tracker_rejects_bad_names(name, message):
 
 
 def test_make_tracker_names():
-    assert make_tracker("seed-broken").name == "seed-broken:python"
-    assert make_tracker("seed-fixed:float16").accumulator == "float16"
+    assert make_tracker("incident-broken").name == "incident-broken:python"
+    assert make_tracker("incident-fixed:float16").accumulator == "float16"
     assert isinstance(make_tracker("exact"), ExactTracker)
 
 
@@ -190,7 +192,7 @@ def test_exact_tracker_update_never_syncs_on_cuda():
 
 
 def topk_rank_hits(outputs, labels):
-    """Hits at each of the 5 ranks, the way torchmetrics and the seed count them: from ``topk``."""
+    """Hits at each of the 5 ranks, the way torchmetrics and the incident count them: from ``topk``."""
     found = outputs.topk(5, 1).indices.eq(labels.view(-1, 1))
     return found.sum(0).tolist()
 
@@ -229,3 +231,68 @@ def test_exact_tracker_follows_a_change_of_class_count():
     narrow[:, 2] = 1.0
     tracker.update(torch.tensor(1.0), narrow, torch.tensor([2, 2, 0, 0]))  # label 0 sits under one output: rank 1
     assert tracker.rank_hits.tolist() == [6, 2, 0, 0, 0]
+
+
+class Counting(MetricTracker):
+    """A tracker with one state of each kind: a tensor, a Python number, a list."""
+
+    kind = "counting"
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("loss_sum", torch.zeros((), dtype=torch.float64), "sum")
+        self.add_state("total", 0)
+        self.add_state("sizes", [], "local")
+
+    def update(self, loss, outputs, labels):
+        self.loss_sum += loss * len(labels)
+        self.total += len(labels)
+        self.sizes.append(len(labels))
+
+    def get_metrics(self):
+        return {"loss": float(self.loss_sum / self.total) if self.total else math.nan}
+
+
+def test_metric_tracker_reset_restores_fresh_copies_of_the_defaults(stream):
+    tracker = Counting()
+    assert tracker.name == "counting" and tracker.state_reductions() == {"loss_sum": "sum", "total": "sum",
+                                                                          "sizes": "local"}
+    feed(tracker, stream)
+    sizes = tracker.sizes
+    tracker.loss_sum.add_(1.0)  # in place: must not reach the default
+    tracker.reset()
+    assert float(tracker.loss_sum) == 0.0 and tracker.total == 0 and tracker.sizes == []
+    assert tracker.sizes is not sizes and len(sizes) == 65
+    assert feed(tracker, stream)["loss"] == feed(Counting(), stream)["loss"]
+
+
+def test_add_state_rejects_an_unknown_reduction():
+    with pytest.raises(ValueError, match="reduce='max': unknown; allowed: sum, mean, local"):
+        Counting().add_state("largest", 0.0, "max")
+
+
+def test_declared_reductions_of_the_exact_and_the_incidents_trackers():
+    assert set(ExactTracker().state_reductions().values()) == {"sum"}  # ranks may add every state
+    assert {"loss_sum", "total"} <= set(ExactTracker().state_reductions())
+    assert set(IncidentBrokenTracker().state_reductions().values()) == {"local"}  # never reduced, as in the incident
+
+
+def test_make_trackers_makes_fresh_trackers_and_passes_objects_through():
+    exact = ExactTracker()
+    made = make_trackers(["incident-fixed:float16", exact, "naive-rank0", "exact"])
+    assert made[1] is exact and made[3] is not exact
+    assert [t.name for t in made] == ["incident-fixed:float16", "exact", "naive-rank0", "exact"]
+
+
+def test_exact_tracker_leaves_out_rows_not_counted(stream):
+    """Per-sample losses with counted= give the batch-mean result of the counted rows alone."""
+    masked, subset = ExactTracker(), ExactTracker()
+    for _, outputs, labels in stream:
+        losses = torch.nn.functional.cross_entropy(outputs, labels, reduction="none")
+        counted = torch.arange(len(labels)) % 3 != 0
+        masked.update(losses, outputs, labels, counted=counted)
+        subset.update(losses[counted], outputs[counted], labels[counted], counted=None)
+    got, expected = masked.get_metrics(), subset.get_metrics()
+    assert got["loss"] == pytest.approx(expected["loss"], rel=1e-12)
+    assert {k: v for k, v in got.items() if k != "loss"} == {k: v for k, v in expected.items() if k != "loss"}
+    assert masked.total == sum(int((torch.arange(len(l)) % 3 != 0).sum()) for _, _, l in stream)

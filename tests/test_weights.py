@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from accumbug.lessons.weights import bitwise_equal, same_weights, toy_sgd, trained_weights
+from accumbug.trackers import ExactTracker
 from accumbug.train import TrainConfig
-from accumbug.weights import bitwise_equal, same_weights, toy_sgd, trained_weights
 
 TINY = TrainConfig(preset="tiny", epochs=1, samples=264, classes=16)
 
@@ -14,11 +15,15 @@ def test_bitwise_equal_is_byte_equality():
     assert not bitwise_equal({"w": torch.tensor([1.0])}, {"w": torch.tensor([1.0], dtype=torch.float64)})
 
 
-def test_trackers_do_not_touch_training_but_the_seed_does():
-    assert same_weights(TINY, ["seed-broken:float16"], ["seed-fixed:bfloat16", "exact"])
+def test_trackers_do_not_touch_training_but_the_random_seed_does():
+    assert same_weights(TINY, ["incident-broken:float16"], ["incident-fixed:bfloat16", "exact"])
     assert not bitwise_equal(trained_weights(TINY, ["exact"]),
                              trained_weights(TrainConfig(preset="tiny", epochs=1, samples=264, classes=16, seed=1),
                                              ["exact"]))
+
+
+def test_trained_weights_takes_tracker_objects_or_names():
+    assert bitwise_equal(trained_weights(TINY, [ExactTracker()]), trained_weights(TINY, ["exact"]))
 
 
 def test_trained_weights_restores_the_thread_count():

@@ -49,6 +49,7 @@ from .history import dumps_history
 from .model import SmallClassifier
 from .runfolder import (
     CHECKPOINT,
+    COMMIT,
     CONSOLE,
     RECORDED_STATES,
     RunFolder,
@@ -132,8 +133,9 @@ class TrainConfig:
 
 def run_config(folder: RunFolder) -> TrainConfig:
     """The config a run folder was made with (``--resume`` starts from it)."""
+    record = folder.record  # a RunFolderError of its own for a missing or unreadable config.json
     try:
-        return TrainConfig.from_dict(folder.record["config"])
+        return TrainConfig.from_dict(record["config"])
     except (ValueError, KeyError, TypeError) as error:
         raise RunFolderError(f"{str(folder.path)!r}: config.json is corrupt ({error})") from None
 
@@ -315,7 +317,8 @@ class _Run:
         folder, names = self.folder, [t.name for t in self.trackers]
         _check_resumable(folder, self.config, names)
         if folder.commit() is None:
-            raise RunFolderError(f"resume={str(folder.path)!r}: no {CHECKPOINT}; no epoch of this run was completed")
+            raise RunFolderError(f"resume={str(folder.path)!r}: no epoch of this run was completed (no {COMMIT}); "
+                                 "nothing to resume")
         histories, state = folder.histories(), folder.checkpoint()
         folder.verify()
         if state.get("format") != CHECKPOINT_FORMAT or state.get("epoch") != folder.epochs:

@@ -260,7 +260,7 @@ def _serialised(inputs: Inputs) -> Finding:
         except ValueError as error:
             shown.append(f"{name}: raises ValueError ({error})")
             continue
-        values = read_back(text)["train_loss"]
+        values = series(read_back(text), "loss")
         strict = "strict JSON" if strict_parse_ok(text) else "not valid JSON"
         shown.append(f"{name}: {text if len(text) < 60 else values} ({strict})")
         if values == [0.0, 0.0, 0.0]:

@@ -263,7 +263,7 @@ def run_verdicts(result: TrainResult) -> list[tuple[str, bool]]:
     for name in (n for n in histories if n.endswith((":float16", ":bfloat16"))):
         values = series(histories[name], "loss")
         if not all(math.isfinite(v) for v in values):
-            strict = _strict_history(result, name)["train_loss"]
+            strict = series(_strict_history(result, name), "loss")
             checks.append((f"{name}: where memory/console is non-finite, the incident's JSON holds 0.0 and the strict file "
                            f"the same non-finite value",
                            all(z == 0.0 and (s == v or (math.isnan(s) and math.isnan(v)))

@@ -16,7 +16,7 @@ reproduces the write-up's overflow story. Taught in ``01_side_by_side_small.ipyn
 and ``02_side_by_side_full_136k.ipynb``; ``03_what_really_breaks.ipynb`` measures the claims.
 
 Both keep the incident's ``targets`` list that grows by one entry per sample (O(N) memory;
-``benchmarks/bench_trackers.py`` measures it). Their states are declared ``local``: the
+``benchmarks/bench_memory.py`` measures it). Their states are declared ``local``: the
 incident's code never reduced them across ranks, so under torchrun they keep rank 0's shard.
 """
 
