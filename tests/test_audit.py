@@ -7,7 +7,7 @@ import pytest
 from accumbug.cli import main
 from accumbug.history import load_history, save_history
 from accumbug.lessons.audit import CLAIMS, Inputs, claims_markdown, format_claims, recorded_run, run_audit
-from accumbug.runfolder import CHECKPOINT, CONSOLE, RunFolder, history_filename
+from accumbug.runfolder import CONSOLE, RunFolder, history_filename
 
 VERDICT_FORMS = ("holds", "refuted", "holds only if ")
 
@@ -50,10 +50,11 @@ def test_claims_from_the_full_run_say_where_their_numbers_come_from(rows):
 def test_the_recorded_run_ships_in_the_package_unchanged_since_its_commit():
     folder = RunFolder(recorded_run())
     assert folder.epochs == 4 and {"incident-broken:python", "incident-fixed:python", "exact"} <= set(folder.trackers)
-    shipped = {name: digest for name, digest in folder.commit()["files"].items() if name != CHECKPOINT}
+    shipped = folder.commit()["files"]  # the checkpoint stays out of the package, and out of its commit record
     assert set(shipped) == {CONSOLE, *(history_filename(name) for name in folder.trackers)}
-    for name, digest in shipped.items():  # the checkpoint stays out of the package (pyproject's package-data)
+    for name, digest in shipped.items():
         assert hashlib.sha256(folder.file_path(name).read_bytes()).hexdigest() == digest, name
+    folder.verify()
 
 
 @pytest.fixture

@@ -97,7 +97,7 @@ def plot_divergence(rows: list[dict], title: str = "Console vs saved history") -
     ``rows`` are ``report.divergence_rows(result)``.
     """
     accumulators = list(dict.fromkeys(r["accumulator"] for r in rows if r["tracker"] != "exact"))
-    figure = Figure(figsize=(5.2 * max(len(accumulators), 1), 4.2))
+    figure = Figure(figsize=(5.2 * max(len(accumulators), 1), 4.4), layout="constrained")
     axes = figure.subplots(1, max(len(accumulators), 1), squeeze=False)[0]
     finite = [v for r in rows for v in (r["memory"], r["incident_json"]) if math.isfinite(v)]
     top = max(finite) * 1.12 if finite else 1.0
@@ -122,9 +122,19 @@ def plot_divergence(rows: list[dict], title: str = "Console vs saved history") -
         axis.set_ylim(min(0.0, *finite) if finite else 0.0, top)
         axis.xaxis.get_major_locator().set_params(integer=True)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+    _shared_legend(figure, axes)
     figure.suptitle(title)
     return figure
+
+
+def _shared_legend(figure: Figure, axes) -> None:
+    """One legend below all panels: every label drawn in any panel, once (the panels share their series)."""
+    handles = {}
+    for axis in axes:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    figure.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(len(handles), 5),
+                  fontsize=8, frameon=False)
 
 
 def plot_trajectory(trajectories: dict[str, list[float]], title: str = "loss_sum within one epoch") -> Figure:
