@@ -96,6 +96,20 @@ def test_figures_are_deterministic_pngs(run, tmp_path):
         assert a.read_bytes() == b.read_bytes() and a.read_bytes().startswith(b"\x89PNG")
 
 
+def test_divergence_figure_has_one_legend_naming_each_series_once(run):
+    legends = plot_divergence(divergence_rows(run)).legends
+    assert len(legends) == 1
+    labels = [text.get_text() for text in legends[0].get_texts()]
+    assert labels == ["exact", "incident-broken: console = memory", "incident-broken: incident's JSON",
+                      "incident-fixed: console = memory", "incident-fixed: incident's JSON"]
+
+
+def test_divergence_figure_of_a_run_with_the_exact_tracker_alone():
+    alone = train(CONFIG, make_trackers(["exact"]))
+    figure = plot_divergence(divergence_rows(alone))
+    assert figure.legends == [] and save_figure(figure, io.BytesIO()).getvalue().startswith(b"\x89PNG")
+
+
 def test_format_wrapped_wraps_each_cell_in_its_column():
     rows = [{"n": 1, "text": "one two three four five six", "v": "holds"}]
     lines = format_wrapped(rows, {"n": ("#", 2), "text": ("text", 9), "v": ("verdict", 7)}).splitlines()

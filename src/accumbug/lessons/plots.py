@@ -133,8 +133,9 @@ def _shared_legend(figure: Figure, axes) -> None:
     for axis in axes:
         for handle, label in zip(*axis.get_legend_handles_labels()):
             handles.setdefault(label, handle)
-    figure.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(len(handles), 5),
-                  fontsize=8, frameon=False)
+    if handles:  # a run with the exact tracker alone draws no panel series
+        figure.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(len(handles), 5),
+                      fontsize=8, frameon=False)
 
 
 def plot_trajectory(trajectories: dict[str, list[float]], title: str = "loss_sum within one epoch") -> Figure:
