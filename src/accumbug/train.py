@@ -420,13 +420,12 @@ class _Run:
         several, phase = len(self.trackers) > 1, self.config.phase
         for tracker in self.trackers:
             metrics = tracker.get_metrics()
-            self.result.histories[tracker.name] = _with_epoch(self.result.histories[tracker.name], tracker,
-                                                              metrics, int(nonfinite), phase)
+            _add_epoch(self.result.histories[tracker.name], tracker, metrics, int(nonfinite), phase)
             line = format_epoch_line(epoch, metrics, tracker.name if several else None, phase)
             if self.talks:
                 print(line, flush=True)
             self.result.console_lines.append(line)
-            self.result.console[tracker.name].append({k: float(v.rstrip("%")) for k, v in _postfix(metrics).items()})
+            self.result.console[tracker.name].append(_as_printed(metrics))
 
     def epoch_files(self, epoch: int) -> dict[str, bytes]:
         """What a commit holds: one history per tracker, the console, the checkpoint."""
@@ -441,22 +440,25 @@ class _Run:
         return files
 
 
-def _with_epoch(history: dict, tracker, metrics: dict, nonfinite_batches: int, phase: str) -> dict:
-    """``history`` with one more epoch: the metrics, the recorded states the tracker declares, the non-finite count."""
+def _add_epoch(history: dict, tracker, metrics: dict, nonfinite_batches: int, phase: str) -> None:
+    """Append one epoch to ``history``: the metrics, the recorded states the tracker declares, the non-finite count."""
     declared = tracker.state_reductions()
     states = {name: getattr(tracker, name) for name in RECORDED_STATES if name in declared}
     values = {**metrics, **{name: float(v) if name == "loss_sum" else int(v) for name, v in states.items()},
               "nonfinite_batches": nonfinite_batches}
     for key, value in values.items():
         history.setdefault(history_key(phase, key), []).append(value)
-    return history
+
+
+def _as_printed(metrics: dict) -> dict[str, float]:
+    """The metrics rounded as the console line prints them."""
+    return {k: float(v.rstrip("%")) for k, v in _postfix(metrics).items()}
 
 
 def _printed(history: dict, phase: str, epoch: int) -> dict[str, float]:
     """An epoch's values as the console printed them, from its history (a resumed run's earlier epochs)."""
-    metrics = {key: history[history_key(phase, key)][epoch] for key in ("loss", "top1", "top5")
-               if history_key(phase, key) in history}
-    return {k: float(v.rstrip("%")) for k, v in _postfix(metrics).items()}
+    return _as_printed({key: history[history_key(phase, key)][epoch] for key in ("loss", "top1", "top5")
+                        if history_key(phase, key) in history})
 
 
 def _rng_state() -> dict:
