@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -6,6 +7,7 @@ import torch
 from accumbug.cli import REPRODUCE_TRACKERS, main
 from accumbug.data import preset
 from accumbug.history import load_history
+from accumbug.lessons.symptom import symptom_trackers
 from accumbug.model import SmallClassifier
 from accumbug.runfolder import CHECKPOINT, RunFolder, history_filename
 from accumbug.seeding import seed_everything
@@ -16,8 +18,14 @@ def test_reproduce_prints_the_table_and_writes_the_folder_and_figure(tmp_path, c
     assert main(["reproduce", "--preset", "tiny", "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "incident's JSON" in printed and "strict JSON" in printed
+    assert printed.index("The incident's evidence, reproduced") < printed.index("The accumulators")
     folder = RunFolder(out)
-    assert folder.trackers == list(REPRODUCE_TRACKERS) and folder.epochs == 1
+    symptom = [t.name for t in symptom_trackers()[0]]
+    assert folder.trackers == [*REPRODUCE_TRACKERS, *symptom] and folder.epochs == 1
+    for name in symptom:  # the incident's own save, beside the run's strict history of the same tracker
+        saved = json.loads((out / f"incident-history-{name.replace(':', '-')}.json").read_text())
+        assert saved["train_loss"] == [0.0] and saved["train_top5"][0] > 0
+        assert load_history(folder.history_path(name))["train_loss"][0] > 0
     for name in REPRODUCE_TRACKERS:
         assert folder.history_path(name).name == history_filename(name) and folder.history_path(name).is_file()
         assert name in printed

@@ -1,8 +1,11 @@
 """Command line: ``python -m accumbug reproduce``, ``run`` and ``audit``.
 
-``reproduce`` is the incident in one command: one training run feeding five trackers
-(incident-broken and incident-fixed with the ``python`` accumulator, the same two with
-``float16``, and exact), then the console-vs-file table and ``divergence.png``. ``run`` is
+``reproduce`` is the incident in one command: one training run feeding the exact tracker,
+the incident's two (``python`` and ``float16`` accumulators) and the symptom's four
+(``lessons/symptom.py``). It prints first the incident's evidence reproduced -- console,
+saved file and exact loss for the incident's code, the write-up's fix and the fix that
+works -- then today's accumulator table, and writes each saved file as its code wrote it
+(``incident-history-*.json``) beside the run's own files and ``divergence.png``. ``run`` is
 any run. ``audit`` measures every claim of the write-up (``lessons/audit.py``) on the
 recorded run that ships with the package, prints the table and writes ``claims.md``.
 Nothing is written outside the current folder unless ``--out`` or ``--claims`` says so.
@@ -36,7 +39,9 @@ from .lessons.audit import claims_markdown, format_claims, run_audit
 from .lessons.catalogue import NAIVE_RANK_KINDS, make_tracker
 from .lessons.plots import figure_png, plot_divergence
 from .lessons.report import divergence_rows, format_table
+from .lessons.symptom import format_symptom, incident_files, symptom_rows, symptom_trackers
 from .runfolder import CONFIG, RunFolder
+from .specimens.incident_log import IncidentLog
 from .train import AMP_MODES, NonFiniteLossError, TrainConfig, run_config, train
 
 __all__ = ["DISTRIBUTED_TRACKERS", "REPRODUCE_TRACKERS", "main"]
@@ -80,7 +85,8 @@ def _parser() -> _Parser:
         sub.add_argument("--device", help="auto (CUDA when present; the default), cpu, cuda or cuda:N")
         sub.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
-    common(commands.add_parser("reproduce", help="the incident: five trackers side by side", **quiet), "small", 3)
+    common(commands.add_parser("reproduce", help="the incident: its evidence reproduced, its trackers side by side",
+                               **quiet), "small", 3)
     run = commands.add_parser("run", help="any training run", **quiet)
     common(run, "small", 3)
     run.add_argument("--tracker", action="append", dest="trackers", metavar="TRACKER",
@@ -127,7 +133,7 @@ CONFIG_OPTIONS = ("preset", "epochs", "seed", "device", "progress", "lr", "amp",
                   "stop_on_nonfinite", "eval_only")
 
 
-def _configure(args: argparse.Namespace) -> tuple[TrainConfig, list, Path, bool]:
+def _configure(args: argparse.Namespace) -> tuple[TrainConfig, list, Path, bool, IncidentLog | None]:
     """Check every value and build the run's parts before anything is written."""
     given = vars(args)
     options = {key: given[key] for key in CONFIG_OPTIONS if key in given}
@@ -148,7 +154,11 @@ def _configure(args: argparse.Namespace) -> tuple[TrainConfig, list, Path, bool]
         config = TrainConfig(**options)
         names = given.get("trackers", DISTRIBUTED_TRACKERS if distributed else REPRODUCE_TRACKERS)
         out = given.get("out") or Path("runs") / f"{args.command}-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return config, [make_tracker(name) for name in names], out, resume is not None
+    trackers, log = [make_tracker(name) for name in names], None
+    if args.command == "reproduce":
+        symptom, log = symptom_trackers()
+        trackers += symptom
+    return config, trackers, out, resume is not None, log
 
 
 def _who() -> str:
@@ -158,19 +168,33 @@ def _who() -> str:
     return "accumbug"
 
 
+def _report(config: TrainConfig, result, log: IncidentLog | None) -> None:
+    """Print the tables (the incident's evidence first, for reproduce) and write the files beside the run."""
+    if log is not None:
+        print("\nThe incident's evidence, reproduced: loss per epoch on the console, in the saved file, exact")
+        print(format_symptom(symptom_rows(result, log)))
+        for name, content in incident_files(log).items():
+            result.folder.write_file(name, content)
+    rows = [row for row in divergence_rows(result) if log is None or row["tracker"] not in log.histories]
+    print("\nThe accumulators: console, the incident's JSON, the strict file and the exact loss")
+    print(format_table(rows))
+    figure = plot_divergence(rows, f"{config.preset} preset, {config.epochs} epochs: console vs saved history")
+    result.folder.write_file("divergence.png", figure_png(figure))
+
+
 def main(argv: list[str] | None = None) -> int:
     ranks = None
     try:
         args = _parser().parse_args(argv)
         if args.command == "audit":
             return _audit(args)
-        config, trackers, out, resume = _configure(args)
+        config, trackers, out, resume, log = _configure(args)
         if launched_by_torchrun():
             ranks, device = join(config.device)
             config = replace(config, device=device)
         started = time.perf_counter()
         result = train(config, trackers, out=out, overwrite=getattr(args, "overwrite", False), resume=resume,
-                       ranks=ranks)
+                       ranks=ranks, epoch_hook=log)
     except (UsageError, ValueError) as error:
         print(f"{_who()}: error: {error}", file=sys.stderr)
         return 2
@@ -181,11 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         leave()
     if ranks is not None and not ranks.writes_files:
         return 0
-    rows = divergence_rows(result)
-    print()
-    print(format_table(rows))
-    figure = plot_divergence(rows, f"{config.preset} preset, {config.epochs} epochs: console vs saved history")
-    result.folder.write_file("divergence.png", figure_png(figure))
+    _report(config, result, log)
     seconds = time.perf_counter() - started
     epochs = ", ".join(f"{s:.1f}" for s in result.epoch_seconds)
     print(f"\n{len(trackers)} trackers, {config.epochs} epochs on {result.device} in {seconds:.1f} s "

@@ -16,7 +16,11 @@ Non-finite batch losses are counted per epoch (``train_nonfinite_batches`` in ev
 history); ``stop_on_nonfinite`` stops at the first one, before its optimizer step.
 ``eval_only`` runs the same loop without gradients or optimizer steps (history keys then
 start with ``eval_``). ``loss_hook`` lets a test or a demo change a batch's loss (a NaN at
-batch 70, say) without a setting in the config.
+batch 70, say) without a setting in the config. ``epoch_hook(epoch, tracker, metrics)`` is
+called for each tracker once its epoch is recorded: another loop's end of epoch, such as
+the incident's own history and save (``specimens/incident_log.py``). The trainer's history
+takes each metric as a Python number when it is appended (``float()`` of a 0-dim tensor), so
+a tracker that hands out its own buffer cannot change what was recorded.
 
 Under ``torchrun`` (``ranks=`` from ``distributed.join``) the model is wrapped in
 ``DistributedDataParallel``, each rank walks its ``DistributedSampler`` shard, trackers that
@@ -60,7 +64,7 @@ from .runfolder import (
 from .seeding import seed_everything
 from .trackers import TOPK, Tracker
 
-__all__ = ["AMP_MODES", "LossHook", "NonFiniteLossError", "TrainConfig", "TrainResult", "format_epoch_line",
+__all__ = ["AMP_MODES", "EpochHook", "LossHook", "NonFiniteLossError", "TrainConfig", "TrainResult", "format_epoch_line",
            "run_config", "train"]
 
 AMP_MODES = ("off", "float16", "bfloat16")
@@ -69,6 +73,7 @@ PROGRESS_SECONDS = 1.0  # at most one bar redraw a second: a notebook gets a few
 CHECKPOINT_FORMAT = "accumbug-checkpoint/2"
 RESUMABLE_CHANGES = ("epochs", "progress", "device")  # settings a resumed run may change
 LossHook = Callable[[int, torch.Tensor], torch.Tensor]  # (1-based step of the run, loss) -> the loss to use
+EpochHook = Callable[[int, Tracker, dict], None]  # (1-based epoch, tracker, its get_metrics()) after recording
 
 
 class NonFiniteLossError(RuntimeError):
@@ -224,13 +229,14 @@ def _check_trackers(trackers, trajectory: bool) -> list:
 
 def train(config: TrainConfig, trackers, *, out=None, overwrite: bool = False, trajectory: bool = False,
           resume: bool = False, records: bool = False, ranks: Ranks | None = None,
-          loss_hook: LossHook | None = None) -> TrainResult:
+          loss_hook: LossHook | None = None, epoch_hook: EpochHook | None = None) -> TrainResult:
     """Run ``config`` once, feeding every tracker (objects that speak ``trackers.Tracker``).
 
     ``resume=True`` continues the run folder ``out`` from its last committed epoch; ``config``
     may differ from the folder's only in ``epochs``, ``progress`` and ``device``. ``ranks``
     (from ``distributed.join``) makes this process one rank of a ``torchrun`` run; only rank 0
-    uses ``out``. ``loss_hook(step, loss)`` may replace each batch's loss (fault tests, demos).
+    uses ``out``. ``loss_hook(step, loss)`` may replace each batch's loss (fault tests, demos);
+    ``epoch_hook(epoch, tracker, metrics)`` sees each tracker's epoch after the trainer recorded it.
     """
     trackers = _check_trackers(trackers, trajectory)
     device = _resolve_device(config.device)
@@ -242,7 +248,7 @@ def train(config: TrainConfig, trackers, *, out=None, overwrite: bool = False, t
         folder = RunFolder(out) if resume else _new_folder(out, overwrite, config, device, trackers, ranks)
     else:
         folder = None
-    run = _Run(config, trackers, device, folder, ranks, trajectory, records, loss_hook)
+    run = _Run(config, trackers, device, folder, ranks, trajectory, records, (loss_hook, epoch_hook))
     if resume:
         run.restore()
     try:
@@ -288,9 +294,9 @@ class _Run:
     """One training run's moving parts: model, optimizer, scaler, data, the result being filled."""
 
     def __init__(self, config: TrainConfig, trackers: list, device: torch.device, folder: RunFolder | None,
-                 ranks: Ranks | None, trajectory: bool, records: bool, loss_hook: LossHook | None):
+                 ranks: Ranks | None, trajectory: bool, records: bool, hooks: tuple):
         self.config, self.trackers, self.device, self.folder, self.ranks = config, trackers, device, folder, ranks
-        self.records, self.loss_hook = records, loss_hook
+        self.records, (self.loss_hook, self.epoch_hook) = records, hooks
         spec = config.data_spec()
         seed_everything(config.seed)
         self.net = SmallClassifier(spec.pixels, spec.classes, config.hidden).to(device)
@@ -426,6 +432,8 @@ class _Run:
                 print(line, flush=True)
             self.result.console_lines.append(line)
             self.result.console[tracker.name].append(_as_printed(metrics))
+            if self.epoch_hook is not None:
+                self.epoch_hook(epoch, tracker, metrics)
 
     def epoch_files(self, epoch: int) -> dict[str, bytes]:
         """What a commit holds: one history per tracker, the console, the checkpoint."""
@@ -444,10 +452,16 @@ def _add_epoch(history: dict, tracker, metrics: dict, nonfinite_batches: int, ph
     """Append one epoch to ``history``: the metrics, the recorded states the tracker declares, the non-finite count."""
     declared = tracker.state_reductions()
     states = {name: getattr(tracker, name) for name in RECORDED_STATES if name in declared}
-    values = {**metrics, **{name: float(v) if name == "loss_sum" else int(v) for name, v in states.items()},
+    values = {**{key: _number(v) for key, v in metrics.items()},
+              **{name: float(v) if name == "loss_sum" else int(v) for name, v in states.items()},
               "nonfinite_batches": nonfinite_batches}
     for key, value in values.items():
         history.setdefault(history_key(phase, key), []).append(value)
+
+
+def _number(value):
+    """A metric as a Python number: ``.item()`` of a tensor, so the history holds no tracker's buffer."""
+    return value.item() if isinstance(value, torch.Tensor) else value
 
 
 def _as_printed(metrics: dict) -> dict[str, float]:

@@ -4,11 +4,19 @@
 or ``--tracker`` can say which trackers a run feeds; ``make_trackers`` does a list. The
 names: ``exact``; the naive cross-rank ones ``naive-rank0``, ``naive-rank-mean``,
 ``naive-padded``; and the incident's ``incident-broken`` and ``incident-fixed``, each with
-``:ACCUMULATOR`` (alone they mean ``:python``, the incident's own code).
+``:ACCUMULATOR`` (alone they mean ``:python``, the incident's own code); and the symptom's
+``in-place-mean``, ``in-place-mean-fixed``, ``tensor-loss`` and ``tensor-loss-fixed``, each
+with the one accumulator it has (``lessons/symptom.py``).
 """
 
 from __future__ import annotations
 
+from ..specimens.gallery_trackers import (
+    InPlaceMeanFixedTracker,
+    InPlaceMeanTracker,
+    TensorLossFixedTracker,
+    TensorLossTracker,
+)
 from ..specimens.incident_trackers import (
     ACCUMULATORS,
     IncidentBrokenTracker,
@@ -18,12 +26,14 @@ from ..specimens.incident_trackers import (
 from ..specimens.rank_trackers import NAIVE_RANK_TRACKERS
 from ..trackers import ExactTracker
 
-__all__ = ["INCIDENT_KINDS", "NAIVE_RANK_KINDS", "TRACKER_KINDS", "make_tracker", "make_trackers"]
+__all__ = ["INCIDENT_KINDS", "NAIVE_RANK_KINDS", "SYMPTOM_KINDS", "TRACKER_KINDS", "make_tracker", "make_trackers"]
 
 NAIVE_RANK_KINDS = tuple(cls.kind for cls in NAIVE_RANK_TRACKERS)
 INCIDENT_KINDS = (IncidentBrokenTracker.kind, IncidentFixedTracker.kind)
+SYMPTOM_TRACKERS = (InPlaceMeanTracker, InPlaceMeanFixedTracker, TensorLossTracker, TensorLossFixedTracker)
+SYMPTOM_KINDS = tuple(cls.kind for cls in SYMPTOM_TRACKERS)
 TRACKER_KINDS = {cls.kind: cls for cls in (IncidentBrokenTracker, IncidentFixedTracker, ExactTracker,
-                                           *NAIVE_RANK_TRACKERS)}
+                                           *NAIVE_RANK_TRACKERS, *SYMPTOM_TRACKERS)}
 
 
 def make_tracker(spec: str):
@@ -32,7 +42,14 @@ def make_tracker(spec: str):
     if kind not in TRACKER_KINDS:
         raise ValueError(
             f"tracker={spec!r}: unknown; allowed: exact, {', '.join(NAIVE_RANK_KINDS)}, incident-broken[:ACCUMULATOR], "
-            f"incident-fixed[:ACCUMULATOR] with ACCUMULATOR one of {', '.join(ACCUMULATORS)}")
+            f"incident-fixed[:ACCUMULATOR] with ACCUMULATOR one of {', '.join(ACCUMULATORS)}, "
+            f"{', '.join(SYMPTOM_KINDS)}")
+    if kind in SYMPTOM_KINDS:
+        tracker = TRACKER_KINDS[kind]()
+        if accumulator and accumulator != tracker.accumulator:
+            raise ValueError(f"tracker={spec!r}: {kind} accumulates in {tracker.accumulator} only; "
+                             f"write '{tracker.name}'")
+        return tracker
     if kind not in INCIDENT_KINDS:
         if accumulator and accumulator != "float64":
             raise ValueError(f"tracker={spec!r}: {kind} always accumulates in float64; write '{kind}'")

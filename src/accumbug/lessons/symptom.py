@@ -1,0 +1,94 @@
+"""The incident's symptom from a trained run: the console prints real values, the file holds zeros.
+
+The write-up's evidence is a console that printed ``loss=9.1621, 8.7352, 8.2003, 7.5350``
+while ``history.json`` held ``[0.0, 0.0, 0.0, 0.0]``. Two mechanisms fit that evidence
+(``03_what_really_breaks.ipynb``), and here each runs in a real training run, with the
+incident's end of epoch and save (``specimens/incident_log.py``):
+
+* ``aliased-reset``: the tracker hands out its own mean buffer, the history appends it,
+  the ``reset()`` after the last epoch zeroes it, ``json.dump`` writes 0.0 four times;
+* ``broad-sanitiser``: the tracker returns a 0-dim tensor, and a sanitiser meant for
+  NaN/Inf writes 0.0 for whatever is not a plain float.
+
+Each comes three times: the incident's code (its "broken" tracker), the write-up's fix (its
+"fixed" tracker, same habit: still zeros), and the fix that works (``float()`` when
+appending, a strict writer: the trainer's own history of the first tracker, which equals
+the console and the exact loss). ``symptom_rows`` lays them out as ``reproduce`` prints
+them first, and as ``01_side_by_side_small.ipynb`` and ``02_side_by_side_full_136k.ipynb``
+show them.
+"""
+
+from __future__ import annotations
+
+from ..history import read_back
+from ..runfolder import series
+from ..specimens.gallery_trackers import (
+    InPlaceMeanFixedTracker,
+    InPlaceMeanTracker,
+    TensorLossFixedTracker,
+    TensorLossTracker,
+)
+from ..specimens.incident_log import IncidentLog
+from ..train import TrainResult
+from .report import _strict_history, format_rows
+
+__all__ = ["CODE_PATHS", "SYMPTOMS", "format_symptom", "incident_files", "symptom_rows", "symptom_trackers"]
+
+# mechanism -> (the incident's tracker with the habit, the write-up's fixed tracker with it, the writer that saves)
+SYMPTOMS = {
+    "aliased-reset": (InPlaceMeanTracker, InPlaceMeanFixedTracker, "python-json"),
+    "broad-sanitiser": (TensorLossTracker, TensorLossFixedTracker, "broad-sanitiser"),
+}
+CODE_PATHS = ("incident's code", "write-up's fix", "working fix")
+
+
+def symptom_trackers() -> tuple[list, IncidentLog]:
+    """Fresh trackers for every mechanism (incident's and fixed), and the incident's log that saves them."""
+    trackers = [cls() for pair in SYMPTOMS.values() for cls in pair[:2]]
+    writers = {tracker.name: SYMPTOMS[_mechanism(tracker)][2] for tracker in trackers}
+    return trackers, IncidentLog(writers)
+
+
+def _mechanism(tracker) -> str:
+    return next(key for key, pair in SYMPTOMS.items() if type(tracker) in pair[:2])
+
+
+def incident_files(log: IncidentLog) -> dict[str, bytes]:
+    """The incident's saved files, one per tracker, named ``incident-history-<tracker>.json``."""
+    return {f"incident-history-{name.replace(':', '-')}.json": log.saved(name).encode() for name in log.histories}
+
+
+def _row(result: TrainResult, mechanism: str, code: str, name: str, saved: dict) -> dict:
+    return {"mechanism": mechanism, "code": code, "tracker": name,
+            "console": [epoch["loss"] for epoch in result.console[name]],
+            "saved": series(saved, "loss"), "saved_top1": series(saved, "top1"), "saved_top5": series(saved, "top5"),
+            "exact": series(result.histories["exact"], "loss")}
+
+
+def symptom_rows(result: TrainResult, log: IncidentLog) -> list[dict]:
+    """Per mechanism, three rows (``CODE_PATHS``): the console's, the saved file's and the exact loss per epoch.
+
+    ``result`` is a run with the ``exact`` tracker and ``symptom_trackers()``'s, trained with
+    ``epoch_hook=log``. The working fix's file is the trainer's strict history of the
+    incident's tracker (read from the run folder when there is one).
+    """
+    rows = []
+    for mechanism, (broken, fixed, _) in SYMPTOMS.items():
+        names = [next(t for t in log.histories if t.startswith(cls.kind + ":")) for cls in (broken, fixed)]
+        for code, name in zip(CODE_PATHS, names):
+            rows.append(_row(result, mechanism, code, name, read_back(log.saved(name))))
+        rows.append(_row(result, mechanism, CODE_PATHS[2], names[0], _strict_history(result, names[0])))
+    return rows
+
+
+def _losses(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.4f}" for v in values) + "]"
+
+
+def format_symptom(rows: list[dict]) -> str:
+    """``symptom_rows`` as a plain-text table: loss per epoch on the console, in the saved file, exact."""
+    shown = [{**row, "console": _losses(row["console"]), "saved": _losses(row["saved"]),
+              "saved_top5": _losses(row["saved_top5"]).replace("]", "] %"), "exact": _losses(row["exact"])}
+             for row in rows]
+    return format_rows(shown, {"mechanism": "mechanism", "code": "code", "console": "console loss",
+                               "saved": "saved loss", "saved_top5": "saved top-5", "exact": "exact loss"})
