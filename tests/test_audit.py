@@ -1,15 +1,28 @@
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
 from accumbug.cli import main
 from accumbug.history import load_history, save_history
-from accumbug.lessons.audit import CLAIMS, Inputs, claims_markdown, format_claims, recorded_run, run_audit
+from accumbug.lessons.audit import (
+    CLAIMS,
+    Inputs,
+    _approximate_count,
+    claims_markdown,
+    format_claims,
+    incident_markdown,
+    recorded_run,
+    run_audit,
+    write_incident,
+)
+from accumbug.lessons.incident import WRITE_UP_QUOTES
 from accumbug.runfolder import CONSOLE, RunFolder, history_filename
 
-VERDICT_FORMS = ("holds", "refuted", "holds only if ")
+VERDICT_FORMS = ("holds", "refuted", "holds only if ", "holds approximately (")
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +35,15 @@ def rows():
 def test_every_claim_is_measured_with_a_verdict(rows):
     assert sorted(rows) == list(range(1, 14)) == [c.number for c in CLAIMS]
     for row in rows.values():
-        assert row["verdict"] in ("holds", "refuted") or row["verdict"].startswith("holds only if "), row
+        assert row["verdict"] in ("holds", "refuted") or row["verdict"].startswith(VERDICT_FORMS[2:]), row
         assert row["measured"] and row["method"] and row["source"]
 
 
 @pytest.mark.slow
 def test_the_verdicts(rows):
-    assert rows[1]["verdict"] == "holds only if the last batch of 8 is dropped (drop_last=True)"
+    assert rows[1]["verdict"] == "holds approximately (8,520 batches, 1 more; the last holds 8 samples)"
+    assert rows[3]["verdict"].startswith("holds approximately (136,312 samples, 8 more; loss_sum ")
+    assert rows[7]["verdict"].startswith("holds approximately (8,520 batches, 1 more; loss_sum ")
     assert rows[2]["verdict"] == "holds"
     assert rows[4]["verdict"] == "refuted"
     assert rows[5]["verdict"] == "holds only if the accumulator is float16"
@@ -38,6 +53,32 @@ def test_the_verdicts(rows):
     assert rows[10]["verdict"].startswith("holds only if the history is corrupted after the console printed it")
     assert rows[11]["verdict"] == rows[12]["verdict"] == "holds"
     assert "inf from batch" in rows[5]["measured"] and "8,520 batches" in rows[1]["measured"]
+    assert "No mechanism explains both" in rows[7]["measured"]  # the write-up's after-line, weighed
+    assert rows[7]["measured"].endswith("[9.1621, 8.7352, 8.2003, ...] (its console before the fix, digit for digit) "
+                                        "must have been predicted, not observed.")
+
+
+@pytest.mark.parametrize("measured, verdict", [
+    (8_519, "holds"),
+    (8_520, "holds approximately (8,520 batches, 1 more; loss +1.0 %)"),
+    (8_511, "holds approximately (8,511 batches, 8 fewer; loss +1.0 %)"),
+    (9_000, "refuted"),  # 5.6 % off: beyond "~"
+])
+def test_a_count_marked_approximate(measured, verdict):
+    assert _approximate_count(measured, 8_519, "batches", ("loss +1.0 %",)) == verdict
+
+
+def test_approximate_counts_follow_the_recorded_numbers(reference_copy):
+    """Claim 3 on a changed recorded run: the exact count holds, a loss_sum far off is refuted."""
+    folder = RunFolder(reference_copy)
+    path = folder.history_path("incident-broken:python")
+    broken = load_history(path)
+    broken["train_total"][0] = 136_304
+    save_history(path, broken)
+    assert CLAIMS[2].measure(Inputs(reference_copy)).verdict == "holds"
+    broken["train_loss_sum"][0] *= 2
+    save_history(path, broken)
+    assert CLAIMS[2].measure(Inputs(reference_copy)).verdict == "refuted"
 
 
 @pytest.mark.slow
@@ -93,9 +134,11 @@ def test_tables(rows):
 
 @pytest.mark.slow
 def test_cli_audit_prints_and_writes(tmp_path, capsys):
-    claims = tmp_path / "docs" / "claims.md"
-    assert main(["audit", "--claims", str(claims)]) == 0
+    claims, incident = tmp_path / "docs" / "claims.md", tmp_path / "pages" / "incident.md"
+    assert main(["audit", "--claims", str(claims), "--incident", str(incident)]) == 0
     printed = capsys.readouterr().out
+    assert f"the write-up, claim by claim: {incident}" in printed
+    assert incident.read_text().count("\n## Claim ") == 13
     assert "floating-point accumulation over" in printed and "13 claims measured in" in printed
     assert str(claims) in printed
     text = claims.read_text()
@@ -106,6 +149,7 @@ def test_cli_audit_prints_and_writes(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--reference", "/no/such/run"], "reference='/no/such/run': not a run folder (no config.json)"),
     (["--claims", "."], "claims='.': is a folder; give a file name"),
+    (["--incident", "."], "incident='.': is a folder; give a file name"),
 ])
 def test_cli_audit_bad_paths_exit_2(tmp_path, capsys, args, message):
     assert main(["audit", *args]) == 2
@@ -118,3 +162,52 @@ def test_a_recorded_run_without_the_needed_trackers_is_not_measured(reference_co
     (reference_copy / "config.json").write_text(json.dumps(config))
     finding = CLAIMS[2].measure(Inputs(reference_copy))
     assert finding.verdict == "not measured" and "has no exact tracker" in finding.measured
+
+
+def _sections(markdown: str) -> dict[int, str]:
+    """``incident_markdown``'s text per claim number."""
+    return {int(part.split(":", 1)[0]): part for part in markdown.split("\n## Claim ")[1:]}
+
+
+@pytest.mark.slow
+def test_incident_page_has_every_claim_with_its_verdict(rows):
+    sections = _sections(incident_markdown(list(rows.values())))
+    assert sorted(sections) == sorted(rows)
+    for number, row in rows.items():
+        section = sections[number]
+        assert section.startswith(f"{number}: {row['quote']}\n"), number
+        assert f"- **Verdict: {row['verdict']}**" in section and f"- **Measured:** {row['measured']}" in section
+        assert all(line in section for line in WRITE_UP_QUOTES[number]), number
+        assert f"the cell with `{CLAIMS[number - 1].cell.line}`" in section, number
+
+
+def test_incident_page_is_written_from_the_rows_it_is_given(tmp_path):
+    rows = [{"number": claim.number, "quote": claim.quote, "method": claim.method,
+             "measured": f"measured {claim.number}", "verdict": "holds" if claim.number % 2 else "refuted",
+             "source": "a test"} for claim in CLAIMS]
+    path = write_incident(tmp_path / "incident.md", rows)
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# The incident, claim by claim") and "13 claims. holds: 7; refuted: 6." in text
+    sections = _sections(text)
+    assert all(f"- **Verdict: {row['verdict']}**" in sections[row["number"]] for row in rows)
+
+
+def _cells(notebook: str) -> list[tuple[str, str]]:
+    """Every code cell of ``notebook`` with the last heading above it: ``(heading, source)``."""
+    heading, cells = "", []
+    for cell in json.loads((NOTEBOOKS / notebook).read_text(encoding="utf-8"))["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            heading = next((line.lstrip("#").strip() for line in reversed(source.splitlines())
+                            if line.startswith("#")), heading)
+        elif cell["cell_type"] == "code":
+            cells.append((heading, source))
+    return cells
+
+
+def test_every_claim_names_a_notebook_cell_that_exists_and_quotes_the_write_up():
+    assert sorted(WRITE_UP_QUOTES) == [claim.number for claim in CLAIMS]
+    for claim in CLAIMS:
+        cell = claim.cell
+        found = [heading for heading, source in _cells(cell.notebook) if cell.line in source]
+        assert found == [cell.section], (claim.number, found)

@@ -77,7 +77,7 @@ def test_images_are_standardised_noise_plus_a_faint_prototype():
     data = SyntheticImages(preset("small"))
     images, labels, _ = data.samples(torch.arange(4096))
     assert abs(images.mean().item()) < 0.01 and abs(images.std().item() - 1) < 0.02
-    same_class = (images.flatten(1) @ data.prototypes[labels].T).diagonal().mean()
+    same_class = (images.flatten(1) @ data.class_means[labels].T).diagonal().mean()
     assert same_class > 20  # the prototype is there to learn, 768 * 0.25 / sqrt(1.0625) ~ 186 on average
 
 
@@ -131,7 +131,7 @@ def test_full_preset_bytes_are_those_of_the_reference_runs():
     data = SyntheticImages(preset("full"), seed=0)
     images, labels, meta = data.samples(torch.arange(0, 136_312, 997))
     digest = hashlib.sha256()
-    for tensor in (data.prototypes, images, labels, meta["sample_id"], meta["region"], meta["month"]):
+    for tensor in (data.class_means, images, labels, meta["sample_id"], meta["region"], meta["month"]):
         digest.update(tensor.contiguous().numpy().tobytes())
     assert digest.hexdigest() == "49e5796fe4e0c585652e28d666647abdad22eaeb9a5a499789bb5edb892da9bd"
 

@@ -18,7 +18,14 @@ import torch
 
 from accumbug.history import dumps_history, loads_history
 from accumbug.lessons.catalogue import make_tracker
-from accumbug.lessons.exercises import check_accumulator, check_epoch_loss, check_rank_reduction, check_serialiser
+from accumbug.lessons.exercises import (
+    FLOAT16_MAX,
+    check_accumulator,
+    check_epoch_loss,
+    check_rank_reduction,
+    check_serialiser,
+    float16_overflow,
+)
 from accumbug.runfolder import RunFolder
 from accumbug.specimens.gallery_trackers import GuardedTracker
 from accumbug.specimens.incident_trackers import IncidentFixedTracker
@@ -117,6 +124,33 @@ def test_accumulator_check_rejects_wrong_choices(answer):
 def test_accumulator_check_accepts_every_weighted_float64_sum():
     assert all(check_accumulator(*answer).passed
                for answer in (("incident-broken", "python"), ("incident-broken", "float64"), ("exact", "float64")))
+
+
+def test_the_float16_overflow_is_where_the_accumulator_check_finds_it():
+    """Exercise 2's prediction cell and its check replay the same epoch: the same overflow batch."""
+    overflow = float16_overflow()
+    full_epoch = check_accumulator("incident-broken", "float16").cases[0][1]
+    assert overflow.batch is not None and f"inf from batch {overflow.batch:,}" in full_epoch
+
+
+def test_the_float16_overflow_comes_before_the_estimate_for_both_reasons_the_solution_gives():
+    """The solution explains the early overflow by falling losses and by float16's rounding; both must hold."""
+    overflow = float16_overflow()
+    assert overflow.early_loss > overflow.epoch_loss  # the first batches' losses are above the epoch's mean
+    assert overflow.exact_batch < overflow.estimate  # so even an exact sum passes 65,504 before the estimate
+    assert overflow.batch < overflow.exact_batch  # and float16's rounding brings it earlier still
+    assert overflow.half_sum > overflow.exact_sum  # the rounding added to the sum
+    spacing, _, addend, increase = overflow.spacings[-1]
+    assert spacing == 32 and increase > addend  # from 32,768 on, each addition rounds up
+    assert overflow.half_sum <= FLOAT16_MAX < overflow.half_sum + increase
+
+
+def test_the_float16_overflow_prints_its_reasons_and_no_verdict():
+    """Printed in both notebooks of exercise 2: no ``correct:``, ``not yet`` or ``FAIL`` to confuse the check's tests."""
+    overflow = float16_overflow()
+    text = str(overflow)
+    assert f"inf at batch {overflow.batch:,}" in text and f"passes 65,504 at batch {overflow.exact_batch:,}" in text
+    assert not any(word in text for word in ("correct:", "not yet", "FAIL"))
 
 
 # check_epoch_loss's cases, in order: weighted by batch size, no half-precision sum, reset, empty epoch, non-finite.

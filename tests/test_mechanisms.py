@@ -2,29 +2,58 @@ import math
 import sys
 
 import pytest
+import torch
 
-from accumbug.lessons.incident import INCIDENT_CONSOLE
+from accumbug.lessons.incident import INCIDENT_AFTER_VALUES, INCIDENT_CONSOLE
 from accumbug.lessons.mechanisms import (
+    ASSUMED_EVIDENCE,
     EVIDENCE,
+    EVIDENCE_BASIS,
+    EVIDENCE_STATUS,
+    FIXED_SPECIMENS,
     MECHANISMS,
+    OBSERVED_EVIDENCE,
     Outcome,
+    _fixed_by_ancestry,
+    after_line_repeats_console,
+    after_the_fix,
+    after_the_fix_conclusion,
     diagnosis,
+    evidence_comparison,
     exact_loss,
     fitting,
+    format_after_the_fix,
     format_diagnosis,
+    format_evidence_comparison,
     format_gallery,
     gallery,
     incident_scenario,
     log_epochs,
     mechanism,
+    observed_evidence,
+    with_the_fix,
 )
-from accumbug.specimens.gallery_trackers import InPlaceMeanTracker
+from accumbug.specimens.gallery_trackers import (
+    GuardedTracker,
+    InPlaceMeanFixedTracker,
+    InPlaceMeanTracker,
+    TensorLossFixedTracker,
+    TensorLossTracker,
+)
+from accumbug.specimens.incident_trackers import IncidentBrokenTracker, IncidentFixedTracker
+from accumbug.trackers import ExactTracker
 
 
 @pytest.fixture(scope="module")
 def outcomes():
     """Every case of the gallery (seconds: full-size replays among them); the tests that read it are slow."""
     return gallery()
+
+
+@pytest.fixture(scope="module")
+def fixed_outcomes():
+    """Every case of the gallery with the write-up's fix applied (seconds); the tests that read it are slow."""
+    return gallery(fix=True)
 
 
 def case(key: str) -> Outcome:
@@ -138,3 +167,90 @@ def test_gallery_text_names_every_case(outcomes):
 def test_unknown_mechanism_is_a_clear_error():
     with pytest.raises(ValueError, match="mechanism='nope': unknown; allowed: float16-overflow"):
         mechanism("nope")
+
+
+def test_evidence_is_marked_observed_or_assumed():
+    assert set(EVIDENCE_STATUS) == set(EVIDENCE_BASIS) == set(EVIDENCE)
+    assert observed_evidence() == OBSERVED_EVIDENCE == ("console_real", "file_zero")
+    assert ASSUMED_EVIDENCE == ("accuracies", "weights")
+    assert "9.1621, 8.7352, 8.2003, 7.5350" in EVIDENCE_BASIS["console_real"]
+
+
+@pytest.mark.slow
+def test_without_the_assumed_evidence_read_after_reset_fits_too(outcomes):
+    rows = diagnosis(outcomes)
+    assert fitting(rows, observed_evidence()) == [r["mechanism"] for r in rows if r["fits_observed"]] \
+        == ["broad-sanitiser", "aliased-reset", "read-after-reset"]
+    assert evidence_comparison(rows) == {"all": ["broad-sanitiser", "aliased-reset"],
+                                         "observed": ["broad-sanitiser", "aliased-reset", "read-after-reset"],
+                                         "only_observed": ["read-after-reset"]}
+    text = format_evidence_comparison(rows)
+    assert "saved accuracies non-zero   assumed" in text and "read-after-reset fits as well" in text
+    marked = format_diagnosis(rows, mark_assumed=True)
+    assert marked.splitlines()[0].count("(assumed)") == 2 and "fits observed" in marked
+    assert "(assumed)" not in format_diagnosis(rows)  # notebook 03's table as it was
+
+
+def test_the_assumed_evidence_ruling_nothing_out_is_said():
+    rows = diagnosis({"case": outcome()})
+    assert evidence_comparison(rows)["only_observed"] == []
+    assert "rules out no mechanism" in format_evidence_comparison(rows)
+
+
+def test_with_the_fix_swaps_the_broken_accumulation_and_keeps_the_habit():
+    assert with_the_fix(IncidentBrokenTracker) is IncidentFixedTracker
+    assert with_the_fix(InPlaceMeanTracker) is InPlaceMeanFixedTracker
+    assert with_the_fix(TensorLossTracker) is TensorLossFixedTracker
+    assert issubclass(with_the_fix(GuardedTracker), GuardedTracker)  # no fixed twin kept: built
+    for unchanged in (IncidentFixedTracker, ExactTracker, InPlaceMeanFixedTracker, with_the_fix(GuardedTracker)):
+        assert with_the_fix(unchanged) is unchanged
+    outputs, labels = torch.zeros(16, 8), torch.zeros(16, dtype=torch.long)
+    for habit in (InPlaceMeanTracker, TensorLossTracker, GuardedTracker):
+        tracker = with_the_fix(habit)()
+        tracker.update(torch.tensor(2.0), outputs, labels)
+        tracker.update(torch.tensor(4.0), outputs[:8], labels[:8])
+        assert float(tracker.loss_sum) == 6.0 and tracker.total == 2, habit  # loss_sum += loss; total += 1
+        assert float(tracker.get_metrics()["loss"]) == 3.0, habit
+    guarded = with_the_fix(GuardedTracker)()
+    assert guarded.get_metrics() == {"loss": 0.0, "top1": 0.0, "top5": 0.0}  # the habit is kept
+
+
+@pytest.mark.parametrize("habit", [InPlaceMeanTracker, TensorLossTracker])
+def test_a_fix_built_from_the_ancestry_logs_what_the_kept_fixed_twin_logs(habit):
+    """The way ``with_the_fix`` builds ``GuardedTracker``'s fixed variant gives the specimens' own fixed twins."""
+    epochs = incident_scenario()[:2]
+    built, kept = log_epochs(epochs, _fixed_by_ancestry(habit)()), log_epochs(epochs, FIXED_SPECIMENS[habit]())
+    assert built[0] == kept[0] and built[2] == kept[2]
+    assert [float(v) for v in built[1]["train_loss"]] == [float(v) for v in kept[1]["train_loss"]]
+
+
+def test_the_write_ups_after_line_repeats_its_console():
+    assert INCIDENT_AFTER_VALUES == (9.1621, 8.7352, 8.2003) and after_line_repeats_console()
+
+
+@pytest.mark.slow
+def test_after_the_fix_no_mechanism_explains_both(outcomes, fixed_outcomes):
+    rows = {row["mechanism"]: row for row in after_the_fix(outcomes, fixed_outcomes)}
+    assert list(rows) == [m.key for m in MECHANISMS] and not any(row["explains_both"] for row in rows.values())
+    for key in ("broad-sanitiser", "aliased-reset", "read-after-reset"):  # the before fits; the fix changes nothing
+        assert rows[key]["before_console_real"] and rows[key]["before_zeros"], key
+        assert rows[key]["after_file"] == [0.0] * 4 and not rows[key]["after_equals_console"], key
+    assert rows["partial-last-batch"]["after_equals_console"]  # already the fixed tracker: the fix changes nothing
+    lossy = fixed_outcomes["lossy-zero"]  # float16 "fixed": finite, so no 0.0, but rounded far from the exact loss
+    assert not rows["lossy-zero"]["after_equals_console"] and all(math.isfinite(v) for v in lossy.file)
+    assert all(abs(v - e) > 0.01 for v, e in zip(lossy.file, lossy.exact))
+    conclusion = after_the_fix_conclusion(list(rows.values()))
+    assert conclusion.startswith("No mechanism explains both")
+    assert conclusion.endswith("must have been predicted, not observed.")
+    table = format_after_the_fix(list(rows.values()))
+    assert table.count("\n") == len(rows) + 3 and table.endswith(conclusion)
+
+
+def test_after_the_fix_conclusion_follows_the_rows():
+    """A case whose file is 0.0 before the fix and the console after it explains both: the sentence is computed."""
+    before = outcome(console=[9.1621, 8.7352], exact=[9.1621, 8.7352])
+    after = outcome(console=[9.1621, 8.7352], exact=[9.1621, 8.7352], file=[9.16212, 8.73519])
+    rows = after_the_fix({"case": before, "other": before}, {"case": after, "other": before})
+    assert [row["explains_both"] for row in rows] == [True, False]
+    assert after_the_fix_conclusion(rows).startswith("case explains both the before and the after-line [9.1621, ")
+    assert "observed only if the bug was case" in after_the_fix_conclusion(rows)

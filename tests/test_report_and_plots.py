@@ -2,10 +2,25 @@ import io
 import math
 
 import pytest
+from matplotlib.colors import to_hex
 
-from accumbug.lessons.catalogue import make_trackers
-from accumbug.lessons.mechanisms import Outcome
-from accumbug.lessons.plots import plot_case, plot_divergence, plot_gallery, plot_trajectory, save_figure
+from accumbug.data import preset
+from accumbug.history import loads_strict
+from accumbug.lessons.catalogue import make_tracker, make_trackers
+from accumbug.lessons.mechanisms import EVIDENCE, Outcome, diagnosis, gallery, mechanism
+from accumbug.lessons.plots import (
+    ACCUMULATOR_NAMES,
+    ARTEFACT_NOTE,
+    DIAGNOSIS_COLOURS,
+    ZOOM_BATCHES,
+    plot_case,
+    plot_diagnosis,
+    plot_divergence,
+    plot_gallery,
+    plot_trajectory,
+    relative_error,
+    save_figure,
+)
 from accumbug.lessons.report import (
     differing_lines,
     divergence_rows,
@@ -15,8 +30,9 @@ from accumbug.lessons.report import (
     run_verdicts,
     source_side_by_side,
 )
-from accumbug.lessons.streams import first_nonfinite, stall_start
-from accumbug.specimens.incident_trackers import IncidentBrokenTracker, IncidentFixedTracker
+from accumbug.lessons.streams import batch_sizes, first_nonfinite, replay, simulated_losses, stall_start
+from accumbug.specimens.incident_trackers import ACCUMULATORS, IncidentBrokenTracker, IncidentFixedTracker
+from accumbug.specimens.serialisers import incident_lossy_dumps
 from accumbug.train import TrainConfig, train
 
 TRACKERS = ["incident-broken:python", "incident-fixed:python", "incident-broken:float16", "incident-fixed:float16",
@@ -97,17 +113,123 @@ def test_figures_are_deterministic_pngs(run, tmp_path):
 
 
 def test_divergence_figure_has_one_legend_naming_each_series_once(run):
-    legends = plot_divergence(divergence_rows(run)).legends
-    assert len(legends) == 1
-    labels = [text.get_text() for text in legends[0].get_texts()]
-    assert labels == ["exact", "incident-broken: console = memory", "incident-broken: incident's JSON",
-                      "incident-fixed: console = memory", "incident-fixed: incident's JSON"]
+    figure = plot_divergence(divergence_rows(run))
+    assert len(figure.legends) == 1 and all(axis.get_legend() is None for axis in figure.axes)
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert labels == ["exact", "incident-broken: console", "incident-broken: saved (incident's JSON)",
+                      "incident-fixed: console", "incident-fixed: saved (incident's JSON)"]
+    # a column per accumulator, named in plain words: losses on top, relative errors below
+    assert len(figure.axes) == 4
+    assert [axis.get_title() for axis in figure.axes[:2]] == ["accumulator: Python float (float64)",
+                                                              "accumulator: float16 tensor"]
+    assert [axis.get_yscale() for axis in figure.axes] == ["linear", "linear", "symlog", "symlog"]
+
+
+def test_divergence_error_panels_draw_the_saved_loss_error_against_exact(run):
+    figure = plot_divergence(divergence_rows(run))
+    exact = run.histories["exact"]["train_loss"]
+    for column, accumulator in enumerate(("python", "float16")):
+        lines = {line.get_gid(): line for line in figure.axes[2 + column].get_lines() if line.get_gid()}
+        for kind in ("incident-broken", "incident-fixed"):
+            name = f"{kind}:{accumulator}"
+            saved = loads_strict(incident_lossy_dumps(run.histories[name]))["train_loss"]
+            line = lines[f"{name} incident_json error"]
+            assert list(line.get_xdata()) == [1, 2]
+            assert list(line.get_ydata()) == pytest.approx([abs(s - e) / e for s, e in zip(saved, exact)], rel=1e-12)
+            memory = lines[f"{name} memory error"].get_ydata()
+            in_memory = run.histories[name]["train_loss"]
+            assert list(memory) == pytest.approx([abs(m - e) / e for m, e in zip(in_memory, exact)])
+    # the mean of batch means: identical at loss scale, apart on the error scale
+    python = {gid: line.get_ydata() for gid, line in
+              ((line.get_gid(), line) for line in figure.axes[2].get_lines()) if gid}
+    assert max(python["incident-broken:python incident_json error"]) <= 1e-12
+    assert min(python["incident-fixed:python incident_json error"]) > 1e-6
+
+
+def _rows(tracker, accumulator, memory, saved, exact):
+    rows = [{"tracker": tracker, "accumulator": accumulator, "epoch": e + 1, "memory": m, "incident_json": s,
+             "exact": x} for e, (m, s, x) in enumerate(zip(memory, saved, exact))]
+    return rows + [{"tracker": "exact", "accumulator": "float64", "epoch": e + 1, "memory": x, "incident_json": x,
+                    "exact": x} for e, x in enumerate(exact)]
+
+
+def test_divergence_error_panel_marks_non_finite_errors_on_its_top_edge():
+    rows = _rows("incident-broken:float16", "float16", [math.inf, 9.0], [0.0, 9.0], [9.0, 8.0])
+    figure = plot_divergence(rows)
+    errors = figure.axes[1]
+    assert errors.get_yscale() == "symlog" and errors.get_ylim()[1] >= 1.0
+    assert [t.get_text() for t in errors.texts] == ["inf"]
+    lines = {line.get_gid(): line for line in errors.get_lines() if line.get_gid()}
+    assert list(lines["incident-broken:float16 incident_json error"].get_ydata()) == pytest.approx([1.0, 1 / 8])
+    assert list(lines["incident-broken:float16 memory error"].get_xdata()) == [2]  # epoch 1 is the triangle
+
+
+@pytest.mark.parametrize("value, exact, error", [
+    (9.9, 9.0, 0.1), (8.1, 9.0, 0.1), (math.inf, 9.0, math.inf), (0.0, 0.0, 0.0), (1.0, 0.0, math.inf),
+])
+def test_relative_error(value, exact, error):
+    assert relative_error(value, exact) == pytest.approx(error)
+    assert math.isnan(relative_error(math.nan, exact)) and math.isnan(relative_error(value, math.nan))
 
 
 def test_divergence_figure_of_a_run_with_the_exact_tracker_alone():
     alone = train(CONFIG, make_trackers(["exact"]))
     figure = plot_divergence(divergence_rows(alone))
-    assert figure.legends == [] and save_figure(figure, io.BytesIO()).getvalue().startswith(b"\x89PNG")
+    assert figure.legends == [] and len(figure.axes) == 1
+    assert save_figure(figure, io.BytesIO()).getvalue().startswith(b"\x89PNG")
+
+
+def test_accumulators_are_named_in_plain_words_in_one_place():
+    assert ACCUMULATOR_NAMES == {"python": "Python float (float64)", "float64": "float64 tensor",
+                                 "float32": "float32 tensor", "float16": "float16 tensor",
+                                 "bfloat16": "bfloat16 tensor", "auto": "outputs' dtype"}
+    assert set(ACCUMULATORS) <= set(ACCUMULATOR_NAMES)
+
+
+@pytest.fixture(scope="module")
+def small_stream():
+    """The small preset's 852 batches replayed through the incident's trackers: an overflow and two stalls."""
+    spec = preset("small")
+    losses, sizes = simulated_losses(spec.batches_per_epoch, 9.3, 8.9), batch_sizes(spec)
+    names = [f"{kind}:{accumulator}" for accumulator in ("python", "float16", "bfloat16")
+             for kind in ("incident-broken", "incident-fixed")]
+    return {name: replay(make_tracker(name), losses, sizes) for name in names}
+
+
+def test_trajectory_beside_its_first_batches_zoomed(small_stream):
+    figure = plot_trajectory(small_stream)
+    whole, zoom = figure.axes
+    assert whole.get_xlim()[1] >= 852 and 0 <= zoom.get_xlim()[0] and zoom.get_xlim()[1] <= ZOOM_BATCHES
+    assert "all 852" in whole.get_xlabel() and f"first {ZOOM_BATCHES}" in zoom.get_xlabel()
+    assert whole.get_yscale() == zoom.get_yscale() == "log"
+    # every event happens in the zoomed range, and the zoom's y-range holds them
+    overflow = first_nonfinite(small_stream["incident-broken:float16"])
+    stall = stall_start(small_stream["incident-fixed:bfloat16"])
+    assert overflow + 1 <= ZOOM_BATCHES and stall + 1 <= ZOOM_BATCHES
+    assert zoom.get_ylim()[0] < small_stream["incident-fixed:bfloat16"][stall] < 65504 < zoom.get_ylim()[1]
+
+
+def test_trajectory_has_one_legend_in_plain_words_and_no_label_on_the_curves(small_stream):
+    figure = plot_trajectory(small_stream)
+    assert len(figure.legends) == 1 and all(axis.get_legend() is None and not axis.texts for axis in figure.axes)
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    overflow = first_nonfinite(small_stream["incident-broken:float16"])
+    stall = stall_start(small_stream["incident-fixed:bfloat16"])
+    value = small_stream["incident-fixed:bfloat16"][stall]
+    assert labels == ["incident-broken, Python float (float64)", "incident-fixed, Python float (float64)",
+                      f"incident-broken, float16 tensor: inf from batch {overflow + 1}",
+                      "incident-fixed, float16 tensor",
+                      f"incident-broken, bfloat16 tensor: stalls at "
+                      f"{small_stream['incident-broken:bfloat16'][-1]:,.0f} from batch "
+                      f"{stall_start(small_stream['incident-broken:bfloat16']) + 1}",
+                      f"incident-fixed, bfloat16 tensor: stalls at {value:,.0f} from batch {stall + 1}",
+                      "float16's largest value, 65,504"]
+
+
+def test_a_short_epoch_is_drawn_in_one_panel(run):
+    figure = plot_trajectory({name: sums[0] for name, sums in run.trajectories.items() if name != "exact"})
+    assert len(figure.axes) == 1 and figure.axes[0].get_xlim()[1] < ZOOM_BATCHES
+    assert "incident-fixed, float16 tensor" in [t.get_text() for t in figure.legends[0].get_texts()]
 
 
 def test_format_wrapped_wraps_each_cell_in_its_column():
@@ -118,9 +240,9 @@ def test_format_wrapped_wraps_each_cell_in_its_column():
     assert all(len(line) <= 2 + 2 + 9 + 2 + 7 for line in lines)
 
 
-def outcome(console, file):
-    return Outcome(console=console, file=file, exact=[9.0, 8.5], file_top5=[1.0, 2.0], weights_fine=True,
-                   file_text="", batches=2, trajectory=[])
+def outcome(console, file, exact=(9.0, 8.5), trajectory=(), top5=None, weights_fine=True):
+    return Outcome(console=console, file=file, exact=list(exact), file_top5=top5 or [1.0] * len(exact),
+                   weights_fine=weights_fine, file_text="", batches=2, trajectory=list(trajectory))
 
 
 def test_gallery_figures_label_off_scale_values():
@@ -129,7 +251,7 @@ def test_gallery_figures_label_off_scale_values():
                           {"a": "case a", "b": "case b"}, columns=2)
     first = figure.axes[0]
     assert first.get_title() == "case a" and first.get_xlabel() == "epoch" and first.get_ylabel() == "epoch loss"
-    assert {t.get_text() for t in first.texts} == {"inf", "1.8e+308"}
+    assert {t.get_text() for t in first.texts} == {"inf", "1.8e308"}
     assert [t.get_text() for t in figure.legends[0].get_texts()] == ["exact", "console", "file, read back",
                                                                      "off scale or not finite"]
     single = plot_case(outcome([9.0, 8.5], [0.0, 0.0]), "case c")
@@ -142,3 +264,80 @@ def test_save_figure_writes_to_a_buffer_or_a_new_folder(tmp_path):
     assert save_figure(figure, buffer, dpi=50, tight=False) is buffer and buffer.getvalue().startswith(b"\x89PNG")
     path = save_figure(figure, tmp_path / "new" / "case.png")
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_gallery_panel_within_five_percent_of_exact_shows_its_difference_on_its_own_scale():
+    near = outcome([9.0009, 8.4983], [9.0009, 8.5], exact=(9.0, 8.5))  # +0.01 %, -0.02 %, 0
+    figure = plot_gallery({"a": outcome([9.0, math.inf], [0.0, 0.0]), "b": near}, {"a": "far", "b": "near"},
+                          columns=2)
+    far_axis, near_axis = figure.axes
+    assert far_axis.get_ylabel() == "epoch loss" and far_axis.get_ylim()[0] == 0.0
+    assert near_axis.get_ylabel() == "difference from exact (%)"
+    console, file = [line for line in near_axis.get_lines() if line.get_marker() in ("o", "x")]
+    assert list(console.get_ydata()) == pytest.approx([0.01, (8.4983 - 8.5) / 8.5 * 100])
+    assert list(file.get_ydata()) == pytest.approx([0.01, 0.0])
+    low, high = near_axis.get_ylim()
+    assert low < -0.02 and 0.01 < high and high - low < 0.1  # a 0.01 % step spans a good part of the panel
+
+
+def test_a_stalled_sums_fall_is_marked_as_an_artefact():
+    exact, stalled = (9.2, 8.7, 8.2, 7.5), [1.0, 2.0] + [3.0] * 11
+    falls = outcome([3.8, 3.8, 3.8, 1.9], [3.8, 3.8, 3.8, 1.9], exact=exact, trajectory=stalled)
+    no_stall = outcome([3.8, 3.8, 3.8, 1.9], [3.8, 3.8, 3.8, 1.9], exact=exact, trajectory=[1.0, 2.0])
+    level = outcome([3.8] * 4, [3.8] * 4, exact=exact, trajectory=stalled)
+    figure = plot_gallery({"s": falls, "g": level, "n": no_stall},
+                          {"s": "stall", "g": "stall, no fall", "n": "fall, no stall"}, columns=3)
+    notes = [[t for t in axis.texts if t.get_text() == ARTEFACT_NOTE] for axis in figure.axes]
+    assert [len(n) for n in notes] == [1, 0, 0]
+    assert notes[0][0].xy == (4, 1.9)
+
+
+@pytest.mark.slow
+def test_the_gallerys_stall_cases_carry_the_artefact_note():
+    keys = ["float16-stall", "bfloat16-stall", "partial-last-batch"]
+    figure = plot_gallery(gallery(keys), {key: mechanism(key).title for key in keys}, columns=3)
+    assert [[t.get_text() for t in axis.texts] for axis in figure.axes[:3]] == [[ARTEFACT_NOTE], [ARTEFACT_NOTE], []]
+    assert figure.axes[2].get_ylabel() == "difference from exact (%)"
+
+
+def _cells(figure):
+    axis = figure.axes[0]
+    colours = {patch.get_gid(): to_hex(patch.get_facecolor()) for patch in axis.patches}
+    hatches = {patch.get_gid(): patch.get_hatch() for patch in axis.patches}
+    words = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in axis.texts}
+    return axis, colours, hatches, words
+
+
+def test_diagnosis_matrix_cells_match_the_rows():
+    rows = diagnosis({"aliased-reset": outcome([9.0, 8.5], [0.0, 0.0]),
+                      "float16-overflow": outcome([math.inf, math.inf], [0.0, 0.0], top5=[1.0, 0.0],
+                                                  weights_fine=False)})
+    figure = plot_diagnosis(rows)
+    axis, colours, hatches, words = _cells(figure)
+    columns = [key for key in rows[0] if key != "mechanism"]
+    assert columns[:len(EVIDENCE) + 1] == [*EVIDENCE, "fits"]
+    for y, row in enumerate(rows):
+        for x, key in enumerate(columns):
+            assert words[(y, x)] == ("yes" if row[key] else "no")
+            assert colours[f"cell {y} {x}"] == to_hex(DIAGNOSIS_COLOURS[row[key]])
+    assert words[(0, len(EVIDENCE))] == "yes" and words[(1, len(EVIDENCE))] == "no"  # fits all
+    assert [t.get_text() for t in axis.get_yticklabels()] == [mechanism("aliased-reset").title,
+                                                              mechanism("float16-overflow").title]
+    headers = [t.get_text().replace("\n", " ") for t in axis.get_xticklabels()]
+    assert headers[:len(EVIDENCE) + 1] == [label for label, *_ in EVIDENCE.values()] + ["fits all"]
+    assert not any(hatches.values()) and len(figure.legends) == 0
+
+
+def test_diagnosis_matrix_marks_assumed_evidence():
+    rows = [{"mechanism": "new-case", "console_real": True, "file_zero": False, "weights": True, "fits": False,
+             "fits_observed": True}]
+    figure = plot_diagnosis(rows, assumed={"weights", "not-a-column"})
+    axis, colours, hatches, words = _cells(figure)
+    assert hatches == {"cell 0 0": None, "cell 0 1": None, "cell 0 2": "///", "cell 0 3": None, "cell 0 4": None}
+    assert [words[(0, x)] for x in range(5)] == ["yes", "no", "yes", "no", "yes"]
+    headers = [t.get_text() for t in axis.get_xticklabels()]
+    assert headers[2].endswith("(assumed)") and not any(h.endswith("(assumed)") for h in headers[:2] + headers[3:])
+    assert [h.replace("\n", " ") for h in headers[3:]] == ["fits all", "fits all observed"]
+    assert [t.get_text() for t in axis.get_yticklabels()] == ["new-case"]  # a key the gallery does not know
+    assert "assumes" in axis.get_xlabel()
+    assert save_figure(figure, io.BytesIO()).getvalue().startswith(b"\x89PNG")

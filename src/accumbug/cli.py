@@ -7,7 +7,8 @@ saved file and exact loss for the incident's code, the write-up's fix and the fi
 works -- then today's accumulator table, and writes each saved file as its code wrote it
 (``incident-history-*.json``) beside the run's own files and ``divergence.png``. ``run`` is
 any run. ``audit`` measures every claim of the write-up (``lessons/audit.py``) on the
-recorded run that ships with the package, prints the table and writes ``claims.md``.
+recorded run that ships with the package, prints the table and writes ``claims.md`` (and,
+with ``--incident``, the write-up annotated claim by claim).
 Nothing is written outside the current folder unless ``--out`` or ``--claims`` says so.
 
 Bad arguments print one line naming the value and what is allowed, exit with code 2, and
@@ -35,14 +36,14 @@ from pathlib import Path
 from .data import PRESETS
 from .distributed import join, launched_by_torchrun, leave
 from .history import atomic_write_text
-from .lessons.audit import claims_markdown, format_claims, run_audit
+from .lessons.audit import claims_markdown, format_claims, incident_markdown, run_audit
 from .lessons.catalogue import NAIVE_RANK_KINDS, make_tracker
 from .lessons.plots import figure_png, plot_divergence
 from .lessons.report import divergence_rows, format_table
 from .lessons.symptom import format_symptom, incident_files, symptom_rows, symptom_trackers
 from .runfolder import CONFIG, RunFolder
 from .specimens.incident_log import IncidentLog
-from .train import AMP_MODES, NonFiniteLossError, TrainConfig, run_config, train
+from .train import AMP_MODES, SCHEDULES, NonFiniteLossError, TrainConfig, run_config, train
 
 __all__ = ["DISTRIBUTED_TRACKERS", "REPRODUCE_TRACKERS", "main"]
 
@@ -93,7 +94,8 @@ def _parser() -> _Parser:
                      help=f"exact, {', '.join(NAIVE_RANK_KINDS)}, incident-broken[:ACC] or incident-fixed[:ACC]; "
                           "repeat for several (default: the five of reproduce; under torchrun exact and the "
                           "three naive ones)")
-    run.add_argument("--lr", type=float, help=f"SGD learning rate (default {TrainConfig.lr})")
+    run.add_argument("--lr", type=float, help="SGD learning rate after the warmup (default: the preset's: "
+                     + ", ".join(f"{name} {schedule.lr}" for name, schedule in SCHEDULES.items()) + ")")
     run.add_argument("--amp", choices=list(AMP_MODES), help="autocast dtype (default off)")
     run.add_argument("--batch-size", type=int, help="samples per batch (default 16)")
     run.add_argument("--samples", type=int, help="data set size (default: the preset's)")
@@ -103,28 +105,42 @@ def _parser() -> _Parser:
                      help="no gradients or optimizer steps: every epoch measures the seeded model")
     run.add_argument("--resume", type=Path, metavar="DIR",
                      help="continue the run folder DIR from its last completed epoch (--epochs may extend it)")
+    _add_audit(commands)
+    return parser
+
+
+def _add_audit(commands) -> None:
+    """The ``audit`` command's options."""
     audit = commands.add_parser("audit", help="measure the write-up's claims: print the table, write claims.md")
     audit.add_argument("--reference", type=Path, help="a full run folder to read (default: the recorded run "
                                                        "that ships with the package)")
     audit.add_argument("--claims", type=Path, default=Path("claims.md"),
                        help="where to write the markdown table (default claims.md in the current folder)")
-    return parser
+    audit.add_argument("--incident", type=Path, help="also write the write-up annotated claim by claim "
+                                                     "(the repository's copy: docs/incident.md)")
 
 
 def _audit(args) -> int:
     """Check both paths, then measure every claim, print the table and write the markdown."""
     if args.reference is not None and not (args.reference / CONFIG).is_file():
         raise UsageError(f"reference={str(args.reference)!r}: not a run folder (no {CONFIG})")
-    try:
-        args.claims.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"claims={str(args.claims)!r}: cannot write there ({error.strerror})") from None
-    if args.claims.is_dir():
-        raise UsageError(f"claims={str(args.claims)!r}: is a folder; give a file name")
+    for name in ("claims", "incident"):
+        path = getattr(args, name)
+        if path is None:
+            continue
+        if path.is_dir():
+            raise UsageError(f"{name}={str(path)!r}: is a folder; give a file name")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"{name}={str(path)!r}: cannot write there ({error.strerror})") from None
     started = time.perf_counter()
     rows = run_audit(args.reference)
     print(format_claims(rows))
     atomic_write_text(args.claims, claims_markdown(rows))
+    if args.incident is not None:
+        atomic_write_text(args.incident, incident_markdown(rows))
+        print(f"the write-up, claim by claim: {args.incident}")
     print(f"{len(rows)} claims measured in {time.perf_counter() - started:.1f} s; table written to {args.claims}")
     return 0
 

@@ -52,7 +52,7 @@ _MIX1 = _signed(0xBF58476D1CE4E5B9)
 _MIX2 = _signed(0x94D049BB133111EB)
 
 # Independent hash streams, so prototypes, noise and metadata never share counters.
-_STREAM_PROTOTYPE, _STREAM_NOISE, _STREAM_META = 1, 2, 3
+_STREAM_PROTOTYPE, _STREAM_NOISE, _STREAM_META, _STREAM_CLUSTER = 1, 2, 3, 4
 
 
 def _shift_right(z: torch.Tensor, bits: int) -> torch.Tensor:
@@ -101,8 +101,11 @@ def _uniform_rows(seed: int, stream: int, rows: torch.Tensor, width: int, scale:
 class DataSpec:
     """The size and difficulty of a synthetic data set.
 
-    ``signal`` is the prototype's amplitude against unit noise; ``tail`` the exponent of the
-    Zipf-like class frequencies (0 = balanced). Every preset leaves a partial last batch.
+    ``signal`` is the class prototype's amplitude against unit noise; ``tail`` the exponent of
+    the Zipf-like class frequencies (0 = balanced). ``clusters`` groups the classes, in order of
+    frequency, into that many clusters of neighbours whose images share a cluster prototype of
+    amplitude ``cluster_signal`` (0 = no clusters): a model finds a sample's cluster before its
+    class, so top-5 rises before top-1. Every preset leaves a partial last batch.
     """
 
     samples: int
@@ -111,9 +114,11 @@ class DataSpec:
     image_shape: tuple[int, int, int] = (3, 16, 16)
     signal: float = 0.25
     tail: float = 0.5
+    clusters: int = 0
+    cluster_signal: float = 0.0
 
     def __post_init__(self) -> None:
-        for field in ("samples", "classes", "batch_size"):
+        for field in ("samples", "classes", "batch_size", "clusters"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{field}={value!r}: must be a whole number")
@@ -132,10 +137,14 @@ class DataSpec:
             )
         if len(self.image_shape) != 3 or min(self.image_shape) < 1:
             raise ValueError(f"image_shape={self.image_shape!r}: must be (channels, height, width) >= 1")
-        if not (math.isfinite(self.signal) and self.signal >= 0):
-            raise ValueError(f"signal={self.signal!r}: must be a finite number >= 0")
-        if not (math.isfinite(self.tail) and self.tail >= 0):
-            raise ValueError(f"tail={self.tail!r}: must be a finite number >= 0")
+        for field in ("signal", "tail", "cluster_signal"):
+            value = getattr(self, field)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{field}={value!r}: must be a finite number >= 0")
+        if not 0 <= self.clusters <= self.classes:
+            raise ValueError(f"clusters={self.clusters}: must be between 0 (none) and classes={self.classes}")
+        if self.cluster_signal > 0 and self.clusters == 0:
+            raise ValueError(f"cluster_signal={self.cluster_signal}: needs clusters >= 1")
 
     @property
     def batches_per_epoch(self) -> int:
@@ -173,6 +182,21 @@ def _class_counts(samples: int, classes: int, tail: float) -> torch.Tensor:
     return shares + 1
 
 
+def _class_means(spec: DataSpec, seed: int, device: torch.device) -> torch.Tensor:
+    """Each class's mean image: its own prototype, plus its cluster's when there are clusters.
+
+    Scaled so that the images (noise plus mean) keep unit variance.
+    """
+    norm = 1.0 / math.sqrt(1.0 + spec.signal**2 + spec.cluster_signal**2)
+    classes = torch.arange(spec.classes, device=device)
+    means = _uniform_rows(seed, _STREAM_PROTOTYPE, classes, spec.pixels).mul_(spec.signal * norm)
+    if spec.clusters:
+        cluster = classes * spec.clusters // spec.classes  # neighbours in frequency share a cluster
+        shared = _uniform_rows(seed, _STREAM_CLUSTER, torch.arange(spec.clusters, device=device), spec.pixels)
+        means.add_(shared.index_select(0, cluster), alpha=spec.cluster_signal * norm)
+    return means
+
+
 class SyntheticImages:
     """A deterministic, incident-shaped classification data set (see the module docstring).
 
@@ -190,10 +214,8 @@ class SyntheticImages:
         sorted_labels = torch.repeat_interleave(torch.arange(spec.classes), counts)
         self.labels = sorted_labels[torch.randperm(spec.samples, generator=order)].to(self.device)
         self.class_counts = counts
-        self.prototypes = _uniform_rows(self.seed, _STREAM_PROTOTYPE, torch.arange(spec.classes, device=self.device),
-                                        spec.pixels)
-        norm = 1.0 / math.sqrt(1.0 + spec.signal**2)  # keeps the images at unit variance
-        self._noise_scale, self._signal_part = norm, self.prototypes * (spec.signal * norm)
+        self.class_means = _class_means(spec, self.seed, self.device)
+        self._noise_scale = 1.0 / math.sqrt(1.0 + spec.signal**2 + spec.cluster_signal**2)
 
     def __len__(self) -> int:
         return self.spec.samples
@@ -203,7 +225,7 @@ class SyntheticImages:
         indices = indices.to(self.device, torch.int64)
         labels = self.labels[indices]
         images = _uniform_rows(self.seed, _STREAM_NOISE, indices, self.spec.pixels, self._noise_scale)
-        images = images.add_(self._signal_part.index_select(0, labels)).view(-1, *self.spec.image_shape)
+        images = images.add_(self.class_means.index_select(0, labels)).view(-1, *self.spec.image_shape)
         meta_bits = _hash(self.seed, _STREAM_META, indices)
         metadata = {
             "sample_id": indices,

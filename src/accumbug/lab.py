@@ -13,10 +13,23 @@ from .distributed import rank_shard, torchrun_command, torchrun_run
 from .history import load_history
 from .lessons.audit import format_claims, recorded_run, run_audit
 from .lessons.catalogue import make_tracker, make_trackers
-from .lessons.exercises import check_accumulator, check_epoch_loss, check_rank_reduction, check_serialiser
+from .lessons.exercises import (
+    check_accumulator,
+    check_epoch_loss,
+    check_rank_reduction,
+    check_serialiser,
+    float16_overflow,
+)
 from .lessons.incident import INCIDENT_CONSOLE_LOG
 from .lessons.mechanisms import MECHANISMS, diagnosis, fitting, format_diagnosis, format_gallery, gallery
-from .lessons.plots import plot_divergence, plot_gallery, plot_rank_errors, plot_trajectory, save_figure
+from .lessons.plots import (
+    plot_diagnosis,
+    plot_divergence,
+    plot_gallery,
+    plot_rank_errors,
+    plot_trajectory,
+    save_figure,
+)
 from .lessons.report import (
     RANK_COLUMNS,
     Html,
@@ -43,10 +56,10 @@ __all__ = [
     "ACCUMULATORS", "ExactTracker", "Html", "INCIDENT_CONSOLE_LOG", "IncidentBrokenTracker", "IncidentFixedTracker",
     "MECHANISMS", "MetricTracker", "PRESETS", "RANK_COLUMNS", "RankMeanTracker", "RunFolder", "TrainConfig",
     "batch_sizes", "check_accumulator", "check_epoch_loss", "check_rank_reduction", "check_serialiser",
-    "diagnosis", "differing_lines", "divergence_rows", "first_nonfinite", "fitting", "format_claims",
+    "diagnosis", "differing_lines", "divergence_rows", "first_nonfinite", "fitting", "float16_overflow", "format_claims",
     "format_diagnosis", "format_gallery", "format_rows", "format_table", "format_verdicts", "gallery",
     "incident_comparison", "incident_lossy_dumps", "load_history", "make_tracker", "make_trackers",
-    "plot_divergence", "plot_gallery", "plot_rank_errors", "plot_trajectory", "preset", "rank_rows",
+    "plot_diagnosis", "plot_divergence", "plot_gallery", "plot_rank_errors", "plot_trajectory", "preset", "rank_rows",
     "rank_shard", "recorded_run", "replay", "run_audit", "run_verdicts", "save_figure", "seed_everything",
     "series", "simulated_losses", "source_side_by_side", "stall_start", "torchrun_command", "torchrun_run", "train",
 ]

@@ -64,7 +64,7 @@ from .runfolder import (
 from .seeding import seed_everything
 from .trackers import TOPK, Tracker
 
-__all__ = ["AMP_MODES", "EpochHook", "LossHook", "NonFiniteLossError", "TrainConfig", "TrainResult", "format_epoch_line",
+__all__ = ["AMP_MODES", "SCHEDULES", "EpochHook", "LossHook", "NonFiniteLossError", "Schedule", "TrainConfig", "TrainResult", "format_epoch_line",
            "run_config", "train"]
 
 AMP_MODES = ("off", "float16", "bfloat16")
@@ -86,13 +86,36 @@ def _whole(name: str, value, minimum: int) -> None:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """A preset's learning rate: ``lr``, reached from ``warmup_from`` by an exponential warmup.
+
+    The rate at step ``t`` (0-based) is ``warmup_from * (lr / warmup_from) ** (t / T)`` for the
+    first ``T = warmup_epochs`` epochs' steps, then ``lr``. The full preset warms up across the
+    incident's 4 epochs, so its loss falls faster each epoch, as the incident's log did
+    (``data/README.md``); ``warmup_epochs=0`` is a constant rate.
+    """
+
+    lr: float
+    warmup_from: float
+    warmup_epochs: float
+
+
+SCHEDULES = {"tiny": Schedule(0.015, 0.015, 0.0), "small": Schedule(0.015, 0.015, 0.0),
+             "full": Schedule(0.045, 6e-5, 4.0)}
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """Everything that decides a run's numbers. ``samples``/``classes``/``batch_size`` override the preset."""
+    """Everything that decides a run's numbers. ``samples``/``classes``/``batch_size`` override the preset.
+
+    ``lr``, ``warmup_from`` and ``warmup_epochs`` left at ``None`` take the preset's schedule
+    (``SCHEDULES``); the config then holds the numbers, so ``config.json`` records them.
+    """
 
     preset: str = "small"
     epochs: int = 3
     seed: int = 0
-    lr: float = 0.015
+    lr: float | None = None
     momentum: float = 0.9
     hidden: int = 64
     device: str = "auto"
@@ -103,12 +126,23 @@ class TrainConfig:
     batch_size: int | None = None
     stop_on_nonfinite: bool = False
     eval_only: bool = False  # no gradients, no optimizer steps: each epoch measures the seeded model
+    warmup_from: float | None = None
+    warmup_epochs: float | None = None
 
     def __post_init__(self) -> None:
         _whole("epochs", self.epochs, 1)
         _whole("seed", self.seed, 0)
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr={self.lr!r}: must be a finite number > 0")
+        if self.preset not in SCHEDULES:
+            raise ValueError(f"preset={self.preset!r}: unknown; allowed: {', '.join(SCHEDULES)}")
+        for name, value in asdict(SCHEDULES[self.preset]).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        for name in ("lr", "warmup_from"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}={value!r}: must be a finite number > 0")
+        if not (isinstance(self.warmup_epochs, (int, float)) and 0 <= self.warmup_epochs < math.inf):
+            raise ValueError(f"warmup_epochs={self.warmup_epochs!r}: must be a finite number >= 0")
         if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
             raise ValueError(f"momentum={self.momentum!r}: must be in [0, 1)")
         if self.amp not in AMP_MODES:
@@ -126,6 +160,13 @@ class TrainConfig:
     def phase(self) -> str:
         """``train`` or ``eval``: the prefix of the history keys."""
         return "eval" if self.eval_only else "train"
+
+    def learning_rate(self, step: int, steps_per_epoch: int) -> float:
+        """The rate of 0-based optimizer step ``step`` (see ``Schedule``)."""
+        warmup = self.warmup_epochs * steps_per_epoch
+        if step >= warmup:
+            return self.lr
+        return self.warmup_from * (self.lr / self.warmup_from) ** (step / warmup)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -371,7 +412,7 @@ class _Run:
                 raise NonFiniteLossError(
                     f"epoch {epoch}, batch {index + 1}: loss is {loss.item()}; stopped before its optimizer step "
                     f"(stop_on_nonfinite); the run folder holds the {epoch - 1} completed epoch(s)")
-            self.optimize(loss)
+            self.optimize(loss, self.config.learning_rate(step + index, len(batches)))
             self.feed(loss.detach(), per_sample, outputs.detach(), labels, metadata, seen)
             if self.config.progress and self.talks and (index % POSTFIX_EVERY == 0 or index == len(batches) - 1):
                 bar.set_postfix(_postfix(self.trackers[0].get_metrics()), refresh=False)
@@ -393,8 +434,10 @@ class _Run:
             per_sample = None if per_sample is None else self.loss_hook(step, per_sample)
         return loss, per_sample, outputs
 
-    def optimize(self, loss: torch.Tensor) -> None:
+    def optimize(self, loss: torch.Tensor, lr: float) -> None:
         if not self.config.eval_only:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)

@@ -1,16 +1,20 @@
 """The write-up's claims as data, each with the function that measures it.
 
-Every claim is a record: a number, a short quote, how it is measured, and a ``measure``
-function that returns the measured value and a verdict -- ``holds``, ``refuted`` or ``holds
-only if ...`` -- computed from a run, a replayed loss stream or the mechanism gallery, never
-typed in. Quoted figures come from the write-up; a "~" figure holds when the measurement
-is within 5 % of it, a count only when it is equal.
+Every claim is a record: a number, a short quote, how it is measured, a ``measure``
+function that returns the measured value and a verdict -- ``holds``, ``holds approximately
+(...)``, ``refuted`` or ``holds only if ...`` -- computed from a run, a replayed loss stream or
+the mechanism gallery, never typed in, and the notebook cell that shows the measurement.
+Quoted figures come from the write-up; a "~" figure holds when the measurement is within 5 %
+of it, a count only when it is equal; a count the write-up marked "~" (``~8,519`` batches) that
+is off by less than 5 % "holds approximately", and the verdict gives the difference.
 
 Claims about the arithmetic are measured on replayed streams (``streams.py``) or tiny
 runs; claims about the full 136,312-sample run read the recorded 4-epoch CPU run, which
 ships inside the package (``recorded_run``; its command is in ``data/README.md``), and say so.
 ``python -m accumbug audit`` prints the table and writes ``docs/claims.md``;
-``03_what_really_breaks.ipynb`` shows it.
+``03_what_really_breaks.ipynb`` shows it. ``incident_markdown`` (``write_incident``) writes
+``docs/incident.md``: the write-up's own words, claim by claim (``incident.WRITE_UP_QUOTES``),
+each with its verdict, its number and its notebook cell.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data import SyntheticImages, preset
-from ..history import loads_strict, read_back, strict_parse_ok
+from ..history import atomic_write_text, loads_strict, read_back, strict_parse_ok
 from ..model import SmallClassifier
 from ..runfolder import CONFIG, RunFolder, history_key, series
 from ..seeding import seed_everything
@@ -35,23 +39,41 @@ from ..specimens.incident_trackers import IncidentBrokenTracker, IncidentFixedTr
 from ..specimens.serialisers import SERIALISERS, incident_lossy_dumps, write
 from ..train import TrainConfig
 from .catalogue import make_tracker
-from .incident import INCIDENT_BATCH_SIZE, INCIDENT_CLASSES, INCIDENT_SAMPLES
-from .mechanisms import EVIDENCE, diagnosis, fitting, gallery, scenario_losses
+from .incident import INCIDENT_BATCH_SIZE, INCIDENT_CLASSES, INCIDENT_SAMPLES, WRITE_UP, WRITE_UP_QUOTES
+from .mechanisms import (
+    ASSUMED_EVIDENCE,
+    EVIDENCE,
+    EVIDENCE_BASIS,
+    EVIDENCE_STATUS,
+    OBSERVED_EVIDENCE,
+    after_the_fix,
+    after_the_fix_conclusion,
+    diagnosis,
+    fitting,
+    gallery,
+    scenario_losses,
+)
 from .report import format_wrapped
 from .streams import batch_sizes, first_nonfinite, replay, trajectory_note
 from .weights import same_weights
 
-__all__ = ["CLAIMS", "Claim", "Finding", "Inputs", "claims_markdown", "format_claims", "recorded_run", "run_audit"]
+__all__ = ["CLAIMS", "Claim", "Finding", "Inputs", "NotebookCell", "claims_markdown", "format_claims",
+           "holds_approximately", "holds_only_if", "incident_markdown", "recorded_run", "run_audit", "write_incident"]
 
 REFERENCE_SOURCE = "recorded full run (accumbug/lessons/recorded/full-cpu; command in data/README.md)"
 REFERENCE_TRACKERS = ("incident-broken:python", "incident-fixed:python", "exact")  # what the claims on the recorded run read
 APPROX = 0.05  # a "~" figure holds within 5 %
 STREAM_ACCUMULATORS = ("python", "float64", "float32", "bfloat16", "float16")
 HOLDS, REFUTED, NOT_MEASURED = "holds", "refuted", "not measured"
+HOLDS_APPROXIMATELY = "holds approximately"
 
 
 def holds_only_if(condition: str) -> str:
     return f"holds only if {condition}"
+
+
+def holds_approximately(difference: str) -> str:
+    return f"{HOLDS_APPROXIMATELY} ({difference})"
 
 
 def _approx(measured: float, quoted: float) -> bool:
@@ -60,6 +82,18 @@ def _approx(measured: float, quoted: float) -> bool:
 
 def _pct(measured: float, quoted: float) -> str:
     return f"{(measured - quoted) / quoted * 100:+.1f} %"
+
+
+def _approximate_count(measured: int, quoted: int, unit: str, others: tuple[str, ...] = ()) -> str:
+    """The verdict on a count the write-up marked "~" (its other "~" figures already within 5 %): ``holds`` when
+    equal, ``holds approximately`` with the difference (and ``others``) when within 5 %, else ``refuted``."""
+    if measured == quoted:
+        return HOLDS
+    if not _approx(measured, quoted):
+        return REFUTED
+    gap = measured - quoted
+    return holds_approximately("; ".join([f"{measured:,} {unit}, {abs(gap):,} {'more' if gap > 0 else 'fewer'}",
+                                          *others]))
 
 
 @dataclass(frozen=True)
@@ -122,15 +156,44 @@ class Inputs:
     def diagnosis_rows(self) -> list[dict]:
         return diagnosis(gallery())
 
+    @cached_property
+    def after_fix_rows(self) -> list[dict]:
+        """Every gallery case before and with the write-up's fix applied (``mechanisms.after_the_fix``)."""
+        return after_the_fix(gallery(), gallery(fix=True))
+
+
+@dataclass(frozen=True)
+class NotebookCell:
+    """Where a notebook shows a measurement: the notebook's file (in ``notebooks/``), the heading of the section the
+    cell is in, and a line of the cell's code that finds it (``tests/test_audit.py`` checks all three)."""
+
+    notebook: str
+    section: str
+    line: str
+
+    def __str__(self) -> str:
+        return f"`notebooks/{self.notebook}`, section \"{self.section}\", the cell with `{self.line}`"
+
+
+NB01, NB02, NB03 = "01_side_by_side_small.ipynb", "02_side_by_side_full_136k.ipynb", "03_what_really_breaks.ipynb"
+AUDIT_CELL = NotebookCell(NB03, "1. The claims, measured", "claims = lab.run_audit()")  # prints every verdict
+FULL_SIZE = NotebookCell(NB02, "02 · The full incident: 136,312 samples, 7,120 classes, batch 16",
+                         'spec = lab.preset("full")')
+COMPARISON = NotebookCell(NB02, "3. The write-up's comparison table, recomputed", "lab.incident_comparison(result)")
+REPLAYS = NotebookCell(NB01, "5. The same accumulators over the full incident's 8,520 batches",
+                       "replayed[name] = lab.replay(tracker, losses, sizes)")
+
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim of the write-up: its number, a short quote, how it is measured, and the measurement."""
+    """One claim of the write-up: its number, a short quote, how it is measured, the measurement, and the notebook
+    cell that shows it (else ``AUDIT_CELL``, which measures every claim)."""
 
     number: int
     quote: str
     method: str
     measure: Callable[[Inputs], Finding]
+    cell: NotebookCell = AUDIT_CELL
 
 
 def _needs_reference(measure: Callable[[Inputs, dict], Finding]) -> Callable[[Inputs], Finding]:
@@ -155,12 +218,7 @@ def _batch_count(inputs: Inputs) -> Finding:
     last = INCIDENT_SAMPLES - (kept - 1) * INCIDENT_BATCH_SIZE
     measured = (f"{trainer:,} batches in the trainer, the last of {last} samples; DataLoader: {kept:,}, "
                 f"or {dropped:,} with drop_last=True")
-    if trainer == quoted:
-        verdict = HOLDS
-    elif dropped == quoted:
-        verdict = holds_only_if(f"the last batch of {last} is dropped (drop_last=True)")
-    else:
-        verdict = REFUTED
+    verdict = _approximate_count(trainer, quoted, "batches", (f"the last holds {last} samples",))
     return Finding(measured, verdict, "torch DataLoader and the trainer's batches")
 
 
@@ -187,12 +245,8 @@ def _broken_state(inputs: Inputs, reference: dict) -> Finding:
                 f"{'equals' if same_as_exact else 'differs from'} the exact loss {exact['train_loss'][0]:.4f}")
     if not _approx(loss_sum, 1_238_000):
         verdict = REFUTED
-    elif total == 136_304:
-        verdict = HOLDS
-    elif dropped_total == 136_304:
-        verdict = holds_only_if("the last partial batch is dropped (drop_last=True)")
     else:
-        verdict = REFUTED
+        verdict = _approximate_count(total, 136_304, "samples", (f"loss_sum {_pct(loss_sum, 1_238_000)}",))
     return Finding(measured, verdict, REFERENCE_SOURCE)
 
 
@@ -275,15 +329,15 @@ def _fixed_state(inputs: Inputs, reference: dict) -> Finding:
     fixed = reference["incident-fixed:python"]
     loss_sum, total, loss = series(fixed, "loss_sum")[0], series(fixed, "total")[0], series(fixed, "loss")[0]
     dropped = INCIDENT_SAMPLES // INCIDENT_BATCH_SIZE
-    measured = (f"epoch 1: loss_sum = {loss_sum:,.0f} ({_pct(loss_sum, 74_000)}), total = {total:,} batches, "
-                f"loss = {loss:.4f} ({_pct(loss, 8.68)}; exact {reference['exact']['train_loss'][0]:.4f})")
+    measured = (f"epoch 1: loss_sum = {loss_sum:,.0f} ({_pct(loss_sum, 74_000)}), total = {total:,} batches "
+                f"({dropped:,} without the last batch), loss = {loss:.4f} ({_pct(loss, 8.68)}; exact "
+                f"{reference['exact']['train_loss'][0]:.4f}). {after_the_fix_conclusion(inputs.after_fix_rows)}")
     if not (_approx(loss_sum, 74_000) and _approx(loss, 8.68)):
         verdict = REFUTED
-    elif total == 8_519:
-        verdict = HOLDS
     else:
-        verdict = holds_only_if("the last partial batch is dropped (drop_last=True)") if dropped == 8_519 else REFUTED
-    return Finding(measured, verdict, REFERENCE_SOURCE)
+        verdict = _approximate_count(total, 8_519, "batches",
+                                     (f"loss_sum {_pct(loss_sum, 74_000)}, loss {_pct(loss, 8.68)}",))
+    return Finding(measured, verdict, REFERENCE_SOURCE + " and the mechanism gallery with the write-up's fix applied")
 
 
 def _reasonable(inputs: Inputs) -> Finding:
@@ -363,31 +417,40 @@ def _initial_loss(inputs: Inputs) -> Finding:
 
 CLAIMS = (
     Claim(1, "136,312 samples at batch 16 give ~8,519 batches/epoch",
-          "count the batches of the trainer and of torch's DataLoader, with and without drop_last", _batch_count),
+          "count the batches of the trainer and of torch's DataLoader, with and without drop_last", _batch_count,
+          FULL_SIZE),
     Claim(2, "loss.item() is already the batch average",
           "CrossEntropyLoss on one batch against the mean of its per-sample losses", _batch_average),
     Claim(3, "broken: loss_sum ~1,238,000 and total ~136,304 after an epoch",
-          "incident-broken:python state after epoch 1 of the full run", _broken_state),
+          "incident-broken:python state after epoch 1 of the full run", _broken_state, COMPARISON),
     Claim(4, "the broken formula loss_sum * batch_size / num_samples is wrong",
-          "both trackers against the float64 mean of every per-sample loss", _formula),
+          "both trackers against the float64 mean of every per-sample loss", _formula,
+          NotebookCell(NB01, "3. Console vs JSON", "print(lab.format_verdicts(lab.run_verdicts(result)))")),
     Claim(5, "floating-point accumulation over ~8,519 iterations makes the broken metric NaN or Inf",
-          "replay a full epoch's batch losses through incident-broken with each accumulator", _overflow),
+          "replay a full epoch's batch losses through incident-broken with each accumulator", _overflow, REPLAYS),
     Claim(6, "JSON serialises NaN/Inf as 0.0",
-          "write [nan, inf, -inf] with each writer and read it back", _serialised),
+          "write [nan, inf, -inf] with each writer and read it back", _serialised,
+          NotebookCell(NB01, "3. Console vs JSON", 'path = result.folder.history_path("incident-broken:float16")')),
     Claim(7, "fixed: loss_sum ~74,000, total ~8,519, loss ~8.68",
-          "incident-fixed:python state after epoch 1 of the full run", _fixed_state),
+          "incident-fixed:python state after epoch 1 of the full run; for the JSON after the fix, every gallery case "
+          "run before and with the write-up's fix", _fixed_state, COMPARISON),
     Claim(8, 'the fixed metrics are "in a reasonable range"',
-          "replay a full epoch through incident-fixed with each accumulator; compare with the exact loss", _reasonable),
+          "replay a full epoch through incident-fixed with each accumulator; compare with the exact loss", _reasonable,
+          REPLAYS),
     Claim(9, "on the same run the broken tracker gives 9.08 and the fixed one 8.68",
-          "both trackers' epoch losses from one run that fed them the same batches", _same_run),
+          "both trackers' epoch losses from one run that fed them the same batches", _same_run,
+          NotebookCell(NB02, "2. Console vs JSON", "rows = lab.divergence_rows(result)")),
     Claim(10, "the console shows real values while the JSON is corrupted",
-          "console vs the write-up's sanitiser for every tracker and epoch; the gallery's mechanisms", _console_vs_file),
+          "console vs the write-up's sanitiser for every tracker and epoch; the gallery's mechanisms", _console_vs_file,
+          NotebookCell(NB03, "3. Differential diagnosis", "rows = lab.diagnosis(outcomes)")),
     Claim(11, "top-1/top-5 are independent of the loss accumulation",
-          "compare the saved accuracies of every tracker of one run", _accuracies),
+          "compare the saved accuracies of every tracker of one run", _accuracies,
+          NotebookCell(NB02, "2. Console vs JSON", "print(lab.format_verdicts(lab.run_verdicts(result)))")),
     Claim(12, "model weights/checkpoints are fine",
           "train twice with the same seed, tracked by broken and by fixed trackers; compare weights", _weights),
     Claim(13, "the initial loss is ~9.14 for 7,120 classes (vs ln 7120)",
-          "loss of an untrained full-size model on the first 1,024 samples", _initial_loss),
+          "loss of an untrained full-size model on the first 1,024 samples", _initial_loss,
+          NotebookCell(NB02, "4. The console, next to the incident's", 'exact = result.histories["exact"]')),
 )
 
 
@@ -418,12 +481,69 @@ def claims_markdown(rows: list[dict]) -> str:
     lines = ["# The write-up's claims, measured", "",
              "Written by `python -m accumbug audit` (`src/accumbug/lessons/audit.py`); run it again rather than edit this "
              "file. Each verdict is computed from a run, a replayed loss stream or the mechanism gallery "
-             "(`03_what_really_breaks.ipynb`). A \"~\" figure holds within 5 %; a count only when equal. "
-             "Trained values differ a little between machines; the verdicts do not.", "",
+             "(`03_what_really_breaks.ipynb`). A \"~\" figure holds within 5 %; a count only when equal, and a count "
+             "the write-up marked \"~\" holds approximately within 5 %, with the difference. Trained values differ a "
+             "little between machines; the verdicts do not. [incident.md](incident.md) quotes the write-up claim by "
+             "claim.", "",
              "| # | claim | how it is measured | measured | verdict | source |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['number']} | {_md(r['quote'])} | {_md(r['method'])} | {_md(r['measured'])} | "
               f"**{_md(r['verdict'])}** | {_md(r['source'])} |" for r in rows]
-    evidence = ", ".join(label for label, _ in EVIDENCE.values())
     lines += ["", f"The gallery's diagnosis asks every mechanism for each piece of the write-up's evidence "
-                  f"({evidence}); see `03_what_really_breaks.ipynb`.", ""]
+                  f"({_evidence_words()}); see `03_what_really_breaks.ipynb`.", ""]
     return "\n".join(lines)
+
+
+def _evidence_words() -> str:
+    """The evidence's labels grouped by status: "a, b: observed; c, d: assumed"."""
+    return "; ".join(f"{', '.join(EVIDENCE[name][0] for name in names)}: {EVIDENCE_STATUS[names[0]]}"
+                     for names in (OBSERVED_EVIDENCE, ASSUMED_EVIDENCE) if names)
+
+
+VERDICT_KINDS = (HOLDS, HOLDS_APPROXIMATELY, "holds only if", REFUTED, NOT_MEASURED)
+
+
+def _tally(rows: list[dict]) -> str:
+    """How many verdicts of each kind: "holds: 4; holds approximately: 3; ..."."""
+    kinds = [max((kind for kind in VERDICT_KINDS if row["verdict"].startswith(kind)), key=len, default=row["verdict"])
+             for row in rows]
+    order = [kind for kind in VERDICT_KINDS if kind in kinds] + [kind for kind in dict.fromkeys(kinds)
+                                                                  if kind not in VERDICT_KINDS]
+    return "; ".join(f"{kind}{' ...' if kind == 'holds only if' else ''}: {kinds.count(kind)}" for kind in order)
+
+
+def _incident_entry(row: dict, cell: NotebookCell) -> list[str]:
+    """One claim of ``incident_markdown``: the write-up's words, the verdict, the number, how, and the cell."""
+    quoted = WRITE_UP_QUOTES.get(row["number"], ())
+    words = ["The write-up:", "", "```text", *quoted, "```"] if quoted else ["The write-up: (no line quoted)"]
+    return [f"## Claim {row['number']}: {row['quote']}", "", *words, "",
+            f"- **Verdict: {row['verdict']}**", f"- **Measured:** {row['measured']}",
+            f"- **How:** {row['method']} (source: {row['source']})",
+            f"- **Notebook:** {cell}", ""]
+
+
+def incident_markdown(rows: list[dict]) -> str:
+    """``docs/incident.md``: the write-up's claims one by one, each quoted in its own words
+    (``incident.WRITE_UP_QUOTES``), with its measured verdict, the number and the notebook cell that measures it.
+    ``rows`` are ``run_audit``'s."""
+    cells = {claim.number: claim.cell for claim in CLAIMS}
+    about = (f"The incident's write-up (`{WRITE_UP}`), quoted one claim at a time, verbatim but for indentation "
+             "(`src/accumbug/lessons/incident.py`), each claim with the verdict and the number the audit measured "
+             "(`src/accumbug/lessons/audit.py`) and the notebook cell that measures it. Written by "
+             "`accumbug.lessons.audit.write_incident`; regenerate it rather than edit it. All the verdicts in one "
+             f"table: [claims.md](claims.md); every verdict is printed by {AUDIT_CELL}.")
+    evidence = ("The write-up's evidence, as the mechanism gallery asks it (`notebooks/03_what_really_breaks.ipynb`, "
+                "section \"3. Differential diagnosis\"):")
+    lines = ["# The incident, claim by claim", "", about, "", f"{len(rows)} claims. {_tally(rows)}.", "", evidence, "",
+             *(f"- {label}: **{EVIDENCE_STATUS[name]}**; {EVIDENCE_BASIS[name]}"
+               for name, (label, _) in EVIDENCE.items()),
+             ""]
+    for row in rows:
+        lines += _incident_entry(row, cells.get(row["number"], AUDIT_CELL))
+    return "\n".join(lines)
+
+
+def write_incident(path: str | Path = "docs/incident.md", rows: list[dict] | None = None) -> Path:
+    """Write ``incident_markdown`` to ``path`` atomically (measuring the claims first unless ``rows`` are given)."""
+    rows = run_audit() if rows is None else rows
+    atomic_write_text(path, incident_markdown(rows))
+    return Path(path)

@@ -14,11 +14,16 @@ solutions in ``notebooks/exercises/solutions/``.
 2. ``check_accumulator``: a tracker and accumulator to choose (``02_choose_the_accumulator.ipynb``);
 3. ``check_serialiser``: a history writer to make lossless (``03_lossless_history.ipynb``);
 4. ``check_rank_reduction``: an epoch loss put together across ranks (``04_reduce_across_ranks.ipynb``).
+
+``float16_overflow`` answers exercise 2's prediction: at which batch of the check's full-size
+epoch a float16 sum of ``loss * batch_size`` becomes inf, and why not where the epoch's mean
+loss says.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -31,11 +36,13 @@ from ..runfolder import history_key
 from ..trackers import TOPK
 from .catalogue import make_tracker
 from .mechanisms import scenario_losses
-from .streams import batch_sizes, replay, trajectory_note
+from .streams import batch_sizes, first_nonfinite, loss_sums, replay, trajectory_note
 
-__all__ = ["Check", "check_accumulator", "check_epoch_loss", "check_rank_reduction", "check_serialiser"]
+__all__ = ["Check", "Overflow", "check_accumulator", "check_epoch_loss", "check_rank_reduction", "check_serialiser",
+           "float16_overflow"]
 
 EXACT_WITHIN = 1e-9  # relative: what "equals the exact loss" means in the checks
+FLOAT16_MAX = torch.finfo(torch.float16).max  # 65,504: float16's largest finite value
 
 
 @dataclass(frozen=True)
@@ -89,8 +96,8 @@ def check_epoch_loss(cls) -> Check:
     """Check a tracker class: ``update(loss, outputs, labels)``, ``get_metrics()["loss"]``, ``reset()``.
 
     ``loss`` is a batch-mean loss as a 0-dim tensor. The epoch loss must be the per-sample
-    mean: weighted by batch size, exact over a full-size float16 epoch, NaN for an empty
-    epoch or one with a NaN batch, and a fresh start after ``reset()``.
+    mean: weighted by batch size, exact over a full-size epoch of float16 losses (a ``model.half()``
+    run), NaN for an empty epoch or one with a NaN batch, and a fresh start after ``reset()``.
     """
     sizes = [16] * 64 + [8]
     losses = torch.cat([torch.full((64,), 2.0), torch.tensor([6.0])])
@@ -103,7 +110,7 @@ def check_epoch_loss(cls) -> Check:
 
     def long_half():
         value, truth = _feed(cls(), half, full), _weighted_mean(half.tolist(), full)
-        return _close(value, truth), f"8,520 float16 batch losses (mixed precision) give {value:.6f}; exact {truth:.6f}"
+        return _close(value, truth), f"{len(full):,} float16 batch losses (a model.half() run) give {value:.6f}; exact {truth:.6f}"
 
     def fresh_epoch():
         tracker = cls()
@@ -128,10 +135,12 @@ def check_epoch_loss(cls) -> Check:
 
 
 def check_accumulator(tracker: str, accumulator: str) -> Check:
-    """Check a choice of incident tracker (``incident-broken``/``incident-fixed``) and accumulator for an fp16 model.
+    """Check a choice of incident tracker (``incident-broken``/``incident-fixed``) and accumulator.
 
-    The model's outputs are float16 (so ``auto`` means float16). The choice must give the
-    exact per-sample loss over a full-size epoch and over an epoch of very uneven batches.
+    The model trains under float16 autocast: its outputs are float16 (so ``auto``, the
+    outputs' dtype, means float16) and its batch-mean losses float32, as ``F.cross_entropy``
+    returns them under autocast. The choice must give the exact per-sample loss over a
+    full-size epoch and over an epoch of very uneven batches.
     """
     full = batch_sizes(preset("full"))
     uneven = [1, 64] * 200 + [3]
@@ -149,6 +158,80 @@ def check_accumulator(tracker: str, accumulator: str) -> Check:
     return Check(tuple(_attempt(name, case) for name, case in (
         (f"{tracker}:{accumulator}, full-size epoch", lambda: run(full, 0)),
         (f"{tracker}:{accumulator}, uneven batches", lambda: run(uneven, 1)))))
+
+
+def _float16_spacing(value: float) -> float:
+    """The gap between neighbouring float16 numbers at ``value``'s size (a normal number)."""
+    return 2.0 ** (math.frexp(value)[1] - 11)
+
+
+@dataclass(frozen=True)
+class Overflow:
+    """Where a float16 sum of ``loss * batch_size`` becomes inf, and why there (``float16_overflow``)."""
+
+    batches: int  # in the epoch
+    batch_size: int
+    batch: int | None  # 1-based: the first batch after which the float16 sum is inf; None if it stays finite
+    epoch_loss: float  # the epoch's per-sample mean loss
+    estimate: float  # FLOAT16_MAX / (epoch_loss * batch_size): where the epoch's mean loss says it overflows
+    early_loss: float  # the mean batch loss of batches 1..batch
+    exact_batch: int | None  # the first batch at which the exact (float64) sum passes FLOAT16_MAX
+    half_sum: float  # the float16 sum after batch - 1
+    exact_sum: float  # the float64 sum after batch - 1
+    spacings: tuple[tuple[float, int, float, float], ...]  # (spacing, additions, mean addend, mean increase)
+
+    def __str__(self) -> str:
+        if self.batch is None:
+            return f"the float16 sum stays finite over all {self.batches:,} batches"
+        exact_at = f"at batch {self.exact_batch:,}" if self.exact_batch else "nowhere in the epoch"
+        lines = [
+            f"incident-broken:float16 over the check's full-size epoch ({self.batches:,} batches of {self.batch_size}):",
+            f"  the float16 sum becomes inf at batch {self.batch:,}",
+            (f"  the estimate {FLOAT16_MAX:,.0f} / ({self.epoch_loss:.4f} x {self.batch_size}) = {self.estimate:.1f} "
+             "takes every batch's loss to be the epoch's mean"),
+            (f"  but the losses fall over the epoch: batches 1-{self.batch:,} average {self.early_loss:.4f}, "
+             f"so even an exact float64 sum passes {FLOAT16_MAX:,.0f} {exact_at}"),
+            "  and float16 rounds every addition to its spacing at the sum's size:"]
+        lines += [f"    sum {spacing * 1024:,.0f} to {min(spacing * 2048, FLOAT16_MAX):,.0f}, spacing {spacing:g}: "
+                  f"{count} addends averaging {addend:.2f} each added {increase:.2f} on average"
+                  for spacing, count, addend, increase in self.spacings[-3:]]
+        lines.append(f"  after batch {self.batch - 1:,} the float16 sum is {self.half_sum:,.0f} and the exact sum "
+                     f"{self.exact_sum:,.1f}; the next addition goes past {FLOAT16_MAX:,.0f} and rounds to inf")
+        return "\n".join(lines)
+
+
+def _by_spacing(half: list[float], addends: list[float]) -> tuple[tuple[float, int, float, float], ...]:
+    """Per float16 spacing of the running sum: how many additions, their mean addend, the sum's mean increase."""
+    groups = defaultdict(list)
+    for before, after, addend in zip([0.0, *half], half, addends):
+        if before > 0:
+            groups[_float16_spacing(before)].append((addend, after - before))
+    return tuple((spacing, len(pairs), math.fsum(a for a, _ in pairs) / len(pairs),
+                  math.fsum(d for _, d in pairs) / len(pairs)) for spacing, pairs in sorted(groups.items()))
+
+
+def float16_overflow() -> Overflow:
+    """Where ``incident-broken:float16`` overflows over ``check_accumulator``'s full-size epoch, and why there.
+
+    The same stream as the check's (``mechanisms.scenario_losses``: batch losses that fall
+    through the epoch around the write-up's epoch-1 loss), summed as the tracker sums it
+    (``streams.loss_sums``, bit for bit ``replay``), beside an exact float64 sum of the same
+    addends. Exercise 2 asks for a prediction first; this is the answer.
+    """
+    sizes = batch_sizes(preset("full"))
+    losses = scenario_losses(len(sizes), 0)
+    half = loss_sums(losses, sizes, True, "float16")
+    exact = loss_sums(losses, sizes, True, "float64")
+    overflow = first_nonfinite(half)
+    end = len(half) if overflow is None else overflow  # the batches before the overflow
+    epoch_loss = _weighted_mean(losses.tolist(), sizes)
+    exact_batch = next((i + 1 for i, value in enumerate(exact) if value > FLOAT16_MAX), None)
+    return Overflow(
+        batches=len(sizes), batch_size=sizes[0], batch=None if overflow is None else overflow + 1,
+        epoch_loss=epoch_loss, estimate=FLOAT16_MAX / (epoch_loss * sizes[0]),
+        early_loss=float(losses[:end + 1].double().mean()), exact_batch=exact_batch,
+        half_sum=half[end - 1] if end else 0.0, exact_sum=exact[end - 1] if end else 0.0,
+        spacings=_by_spacing(half[:end], [loss * size for loss, size in zip(losses.tolist(), sizes[:end])]))
 
 
 HISTORY = {

@@ -11,15 +11,24 @@ file's top-5 accuracy, and whether the weights came out as with correct accounti
 ``diagnosis`` asks every outcome the questions that the write-up's evidence poses -- did
 the console show real values every epoch, does the file hold exactly 0.0 every epoch, are
 the saved accuracies non-zero, are the weights fine -- so the table of which mechanisms fit
-is computed, not typed. ``03_what_really_breaks.ipynb`` teaches it; ``04_explorer.ipynb``
-shows each case.
+is computed, not typed. Only the first two were observed (the write-up quotes its console
+and its file); the saved accuracies are never reported and "weights fine" is the write-up's
+conclusion, so ``EVIDENCE_STATUS`` marks them assumed, and ``fitting(rows,
+observed_evidence())`` and ``format_evidence_comparison`` show which mechanisms fit without
+them.
+
+Every case can also run with the write-up's fix applied (``gallery(fix=True)``): the same
+habit, with the incident's "fixed" tracker in place of the "broken" one (``with_the_fix``).
+``after_the_fix`` asks whether any mechanism gives both the write-up's before (console real,
+file 0.0) and its after-line (the file repeats the console, digit for digit).
+``03_what_really_breaks.ipynb`` teaches it; ``04_explorer.ipynb`` shows each case.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Callable
 
 import torch
@@ -30,20 +39,25 @@ from ..history import read_back
 from ..runfolder import history_key, series
 from ..specimens.gallery_trackers import (
     GuardedTracker,
+    InPlaceMeanFixedTracker,
     InPlaceMeanTracker,
+    TensorLossFixedTracker,
     TensorLossTracker,
 )
 from ..specimens.incident_trackers import IncidentBrokenTracker, IncidentFixedTracker
 from ..specimens.serialisers import write
 from ..trackers import ExactTracker
 from ..train import TrainConfig
-from .incident import INCIDENT_CONSOLE
+from .incident import INCIDENT_AFTER_VALUES, INCIDENT_CONSOLE, INCIDENT_SAVED_LINE
 from .report import format_rows
 from .streams import batch_sizes, scored_batches, simulated_losses, trajectory_note
 from .weights import bitwise_equal, toy_sgd, trained_weights
 
-__all__ = ["EVIDENCE", "MECHANISMS", "Mechanism", "Outcome", "diagnosis", "exact_loss", "fitting", "format_diagnosis", "format_gallery", "gallery",
-           "log_epochs", "mechanism", "scenario_losses", "incident_scenario"]
+__all__ = ["ASSUMED", "ASSUMED_EVIDENCE", "EVIDENCE", "EVIDENCE_BASIS", "EVIDENCE_STATUS", "FIXED_SPECIMENS",
+           "MECHANISMS", "Mechanism", "OBSERVED", "OBSERVED_EVIDENCE", "Outcome", "after_line_repeats_console",
+           "after_the_fix", "after_the_fix_conclusion", "diagnosis", "evidence_comparison", "exact_loss", "fitting",
+           "format_after_the_fix", "format_diagnosis", "format_evidence_comparison", "format_gallery", "gallery",
+           "incident_scenario", "log_epochs", "mechanism", "observed_evidence", "scenario_losses", "with_the_fix"]
 
 SPREAD = 0.2  # each epoch's batch losses fall from (console loss + SPREAD) to (console loss - SPREAD)
 REAL_WITHIN = 0.02  # a console value is "real" when finite and within 2 % of the exact loss
@@ -135,9 +149,48 @@ def _reference_weights() -> dict[str, torch.Tensor]:
     return trained_weights(WEIGHTS_CONFIG, [ExactTracker()])
 
 
-def _logged(make_tracker: Callable, epochs=None, serialiser: str = "strict", read_after_reset: bool = False,
-            weights_fine: bool | None = None) -> Outcome:
-    """A logging bug: run the incident's loop with a fresh tracker; weights from the trainer with it attached."""
+FIXED_SPECIMENS = {IncidentBrokenTracker: IncidentFixedTracker, InPlaceMeanTracker: InPlaceMeanFixedTracker,
+                   TensorLossTracker: TensorLossFixedTracker}  # each habit on the write-up's fixed tracker, as kept
+
+
+class _FixedAccumulation(IncidentBrokenTracker):
+    """The incident's broken tracker with its fixed ``update``: what ``with_the_fix`` slides under a habit."""
+
+    kind = IncidentFixedTracker.kind
+    update = IncidentFixedTracker.update
+
+
+@lru_cache(maxsize=None)
+def with_the_fix(tracker_class: type) -> type:
+    """``tracker_class`` with the write-up's fix applied and every other habit kept.
+
+    A tracker with a fixed twin among the specimens (``FIXED_SPECIMENS``: the incident's broken
+    tracker, the gallery's in-place-mean and tensor-loss trackers) becomes that twin. Any other
+    class built on the broken tracker (``GuardedTracker``) gets a subclass whose ancestry has
+    ``_FixedAccumulation`` just above ``IncidentBrokenTracker``: its own methods run unchanged,
+    and where they reach the broken ``update`` (``loss_sum += loss * batch_size; total +=
+    batch_size``) they get the fixed one (``loss_sum += loss; total += 1``). Any other class,
+    a fixed tracker among them, has nothing to fix and is returned as it is.
+    """
+    if tracker_class in FIXED_SPECIMENS:
+        return FIXED_SPECIMENS[tracker_class]
+    if not issubclass(tracker_class, IncidentBrokenTracker) or issubclass(tracker_class, _FixedAccumulation):
+        return tracker_class
+    return _fixed_by_ancestry(tracker_class)
+
+
+def _fixed_by_ancestry(tracker_class: type) -> type:
+    """A subclass of ``tracker_class`` (built on ``IncidentBrokenTracker``) that accumulates as the fixed tracker."""
+    return type(f"{tracker_class.__name__}WithFix", (tracker_class, _FixedAccumulation),
+                {"kind": f"{tracker_class.kind}-fixed", "__module__": __name__,
+                 "__doc__": f"{tracker_class.__name__} with the write-up's fix: loss_sum += loss; total += 1."})
+
+
+def _logged(tracker_class: type, *args, fix: bool = False, epochs=None, serialiser: str = "strict",
+            read_after_reset: bool = False, weights_fine: bool | None = None) -> Outcome:
+    """A logging bug: run the incident's loop with a fresh ``tracker_class(*args)`` (``with_the_fix`` of it with
+    ``fix``); weights from the trainer with it attached."""
+    make_tracker = partial(with_the_fix(tracker_class) if fix else tracker_class, *args)
     epochs = incident_scenario() if epochs is None else epochs
     console, history, trajectory = log_epochs(epochs, make_tracker(), read_after_reset)
     if weights_fine is None:
@@ -145,23 +198,23 @@ def _logged(make_tracker: Callable, epochs=None, serialiser: str = "strict", rea
     return _outcome(console, history, epochs, weights_fine, serialiser, trajectory)
 
 
-def _float16_overflow() -> Outcome:
-    return _logged(lambda: IncidentBrokenTracker("float16"))
+def _float16_overflow(fix: bool = False) -> Outcome:
+    return _logged(IncidentBrokenTracker, "float16", fix=fix)
 
 
-def _float16_stall() -> Outcome:
-    return _logged(lambda: IncidentFixedTracker("float16"), incident_scenario(batch_sizes(preset("full"))))
+def _float16_stall(fix: bool = False) -> Outcome:
+    return _logged(IncidentFixedTracker, "float16", fix=fix, epochs=incident_scenario(batch_sizes(preset("full"))))
 
 
-def _bfloat16_stall() -> Outcome:
-    return _logged(lambda: IncidentBrokenTracker("bfloat16"))
+def _bfloat16_stall(fix: bool = False) -> Outcome:
+    return _logged(IncidentBrokenTracker, "bfloat16", fix=fix)
 
 
 def _same_toy_weights(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bitwise_equal({"w": a}, {"w": b})
 
 
-def _nonfinite_batch() -> Outcome:
+def _nonfinite_batch(fix: bool = False) -> Outcome:
     epochs = incident_scenario()
     epoch, batch = NONFINITE_AT
     _, outputs, labels = epochs[epoch][batch]
@@ -169,31 +222,31 @@ def _nonfinite_batch() -> Outcome:
     # weights: the GradScaler skips the poisoned step (batch 5 holds item 80); fine if that equals leaving it out
     steps = [[(b * 16 + i, 1 / 16) for i in range(16)] for b in range(16)]
     weights_fine = _same_toy_weights(toy_sgd(steps, items=256, poisoned=80), toy_sgd(steps[:5] + steps[6:], items=256))
-    return _logged(lambda: IncidentBrokenTracker("python"), epochs, weights_fine=weights_fine)
+    return _logged(IncidentBrokenTracker, "python", fix=fix, epochs=epochs, weights_fine=weights_fine)
 
 
-def _lossy_zero() -> Outcome:
-    return _logged(lambda: IncidentBrokenTracker("float16"), serialiser="incident-sanitiser")
+def _lossy_zero(fix: bool = False) -> Outcome:
+    return _logged(IncidentBrokenTracker, "float16", fix=fix, serialiser="incident-sanitiser")
 
 
-def _nan_to_num() -> Outcome:
-    return _logged(lambda: IncidentBrokenTracker("float16"), serialiser="nan_to_num")
+def _nan_to_num(fix: bool = False) -> Outcome:
+    return _logged(IncidentBrokenTracker, "float16", fix=fix, serialiser="nan_to_num")
 
 
-def _broad_sanitiser() -> Outcome:
-    return _logged(TensorLossTracker, serialiser="broad-sanitiser")
+def _broad_sanitiser(fix: bool = False) -> Outcome:
+    return _logged(TensorLossTracker, fix=fix, serialiser="broad-sanitiser")
 
 
-def _aliased() -> Outcome:
-    return _logged(InPlaceMeanTracker)
+def _aliased(fix: bool = False) -> Outcome:
+    return _logged(InPlaceMeanTracker, fix=fix)
 
 
-def _read_after_reset() -> Outcome:
-    return _logged(GuardedTracker, read_after_reset=True)
+def _read_after_reset(fix: bool = False) -> Outcome:
+    return _logged(GuardedTracker, fix=fix, read_after_reset=True)
 
 
-def _partial_last_batch() -> Outcome:
-    return _logged(lambda: IncidentFixedTracker("python"))
+def _partial_last_batch(fix: bool = False) -> Outcome:
+    return _logged(IncidentFixedTracker, "python", fix=fix)
 
 
 def _rank_shards(samples: int, epoch: int) -> list[list[int]]:
@@ -201,15 +254,16 @@ def _rank_shards(samples: int, epoch: int) -> list[list[int]]:
     return [rank_shard(samples, RANKS, rank, 0, epoch)[0].tolist() for rank in range(RANKS)]
 
 
-def _ddp_padding() -> Outcome:
+def _ddp_padding(fix: bool = False) -> Outcome:
     """Ranks simulated in one process: each feeds its own exact tracker; rank 0 prints; the file keeps the rank average."""
+    tracker_class = with_the_fix(IncidentBrokenTracker) if fix else IncidentBrokenTracker
     samples = preset("tiny").samples
     per_sample = incident_scenario([1] * samples, noise=2.0)
     console, history = [], {history_key("train", key): [] for key in ("loss", "top1", "top5")}
     for index, items in enumerate(per_sample):
         per_rank = []
         for shard in _rank_shards(samples, index):
-            tracker = IncidentBrokenTracker("python")
+            tracker = tracker_class("python")
             for batch in _rank_batches(shard, items):
                 tracker.update(*batch)
             per_rank.append(tracker.get_metrics())
@@ -240,7 +294,7 @@ def _ddp_weights_fine(samples: int) -> bool:
     return _same_toy_weights(toy_sgd(padded, samples), toy_sgd(once, samples))
 
 
-def _grad_accumulation() -> Outcome:
+def _grad_accumulation(fix: bool = False) -> Outcome:
     """Micro-batches of variable token counts, logged (and back-propagated) as a mean of micro-batch means."""
     generator = torch.Generator().manual_seed(0)
     tokens = torch.randint(32, 513, (256,), generator=generator).tolist()
@@ -254,18 +308,21 @@ def _grad_accumulation() -> Outcome:
         per_micro.append([(starts[g] + t, 1 / (MICRO_BATCHES * first[g])) for g in micro for t in range(first[g])])
         per_token.append([(starts[g] + t, 1 / step_tokens) for g in micro for t in range(first[g])])
     weights_fine = _same_toy_weights(toy_sgd(per_micro, sum(first)), toy_sgd(per_token, sum(first)))
-    return _logged(lambda: IncidentFixedTracker("python"), epochs, weights_fine=weights_fine)
+    return _logged(IncidentFixedTracker, "python", fix=fix, epochs=epochs, weights_fine=weights_fine)
 
 
 @dataclass(frozen=True)
 class Mechanism:
-    """One way a history goes wrong: a key, a title, a one-line cause and fix, and its runnable case."""
+    """One way a history goes wrong: a key, a title, a one-line cause and fix, and its runnable case.
+
+    ``case()`` runs it; ``case(fix=True)`` runs it with the write-up's fix applied (``with_the_fix``).
+    """
 
     key: str
     title: str
     cause: str
     fix: str
-    case: Callable[[], Outcome]
+    case: Callable[..., Outcome]
 
 
 MECHANISMS = (
@@ -278,7 +335,8 @@ MECHANISMS = (
               "Sum in float64; a smaller addend only moves the stall, it does not remove it.", _float16_stall),
     Mechanism("bfloat16-stall", "bfloat16 accumulator stalls",
               "bfloat16 keeps 8 significant bits, so the sum stops growing early and the loss reads far too low.",
-              "Sum in float64; never accumulate in the autocast dtype.", _bfloat16_stall),
+              "Sum in float64; never in the outputs' dtype (under bfloat16 autocast the loss is float32, "
+              "but zeros_like(outputs[0, 0]) is bfloat16).", _bfloat16_stall),
     Mechanism("nonfinite-batch", "one non-finite batch poisons the epoch",
               "One batch's loss is NaN (a corrupt sample; the GradScaler skips its step) and the sum stays NaN.",
               "Count non-finite batches and report them (ExactTracker.nonfinite_batches); never drop them silently.",
@@ -324,13 +382,17 @@ def mechanism(key: str) -> Mechanism:
 
 
 @lru_cache(maxsize=None)
-def _run(key: str) -> Outcome:
-    return mechanism(key).case()
+def _run(key: str, fix: bool = False) -> Outcome:
+    return mechanism(key).case(fix=True) if fix else mechanism(key).case()
 
 
-def gallery(keys=None) -> dict[str, Outcome]:
-    """Every mechanism's outcome (or those in ``keys``), run once per process and then reused."""
-    return {key: _run(key) for key in (keys or _BY_KEY)}
+def gallery(keys=None, fix: bool = False) -> dict[str, Outcome]:
+    """Every mechanism's outcome (or those in ``keys``), run once per process and then reused.
+
+    With ``fix``, each case runs with the write-up's fix applied: the same habit, with the
+    incident's "fixed" tracker where it had the "broken" one (``with_the_fix``).
+    """
+    return {key: _run(key, fix) for key in (keys or _BY_KEY)}
 
 
 def _console_real(outcome: Outcome) -> bool:
@@ -344,20 +406,72 @@ EVIDENCE: dict[str, tuple[str, Callable[[Outcome], bool]]] = {
     "weights": ("weights fine", lambda o: o.weights_fine),
 }
 
+OBSERVED, ASSUMED = "observed", "assumed"
+EVIDENCE_STATUS: dict[str, str] = {  # was each piece of evidence seen, or taken for granted?
+    "console_real": OBSERVED, "file_zero": OBSERVED, "accuracies": ASSUMED, "weights": ASSUMED}
+EVIDENCE_BASIS: dict[str, str] = {  # what the write-up gives for it
+    "console_real": "quoted: its console, loss=" + ", ".join(f"{line['loss']:.4f}" for line in INCIDENT_CONSOLE),
+    "file_zero": f"quoted: the JSON, {INCIDENT_SAVED_LINE.split('  ')[0]}",
+    "accuracies": 'never reported: it only says the saved accuracies "might show non-zero values"',
+    "weights": 'its conclusion ("Model weights/checkpoints are fine"), never checked',
+}
+OBSERVED_EVIDENCE = tuple(name for name, status in EVIDENCE_STATUS.items() if status == OBSERVED)
+ASSUMED_EVIDENCE = tuple(name for name, status in EVIDENCE_STATUS.items() if status == ASSUMED)  # e.g. to hatch
+
+
+def observed_evidence() -> tuple[str, ...]:
+    """The keys of the evidence the write-up observed (``console_real``, ``file_zero``), for ``fitting``."""
+    return OBSERVED_EVIDENCE
+
 
 def diagnosis(outcomes: dict[str, Outcome]) -> list[dict]:
-    """One row per mechanism: does its outcome show each piece of the write-up's evidence, and all of it?"""
+    """One row per mechanism: does its outcome show each piece of the write-up's evidence, all of it
+    (``fits``), and all of the observed evidence (``fits_observed``)?"""
     rows = []
     for key, outcome in outcomes.items():
         row = {"mechanism": key, **{name: test(outcome) for name, (_, test) in EVIDENCE.items()}}
         row["fits"] = all(row[name] for name in EVIDENCE)
+        row["fits_observed"] = all(row[name] for name in OBSERVED_EVIDENCE)
         rows.append(row)
     return rows
 
 
 def fitting(rows: list[dict], evidence=tuple(EVIDENCE)) -> list[str]:
-    """The mechanisms whose outcome shows every piece of ``evidence`` (default: all of it)."""
+    """The mechanisms whose outcome shows every piece of ``evidence`` (default: all of it;
+    ``observed_evidence()``: what the write-up observed)."""
     return [row["mechanism"] for row in rows if all(row[name] for name in evidence)]
+
+
+def evidence_comparison(rows: list[dict]) -> dict[str, list[str]]:
+    """Which mechanisms fit all the evidence, which fit the observed evidence only, and which fit only without
+    the assumed evidence: ``{"all": [...], "observed": [...], "only_observed": [...]}``."""
+    every, observed = fitting(rows), fitting(rows, OBSERVED_EVIDENCE)
+    return {"all": every, "observed": observed, "only_observed": [key for key in observed if key not in every]}
+
+
+def _names(keys) -> str:
+    keys = list(keys)
+    return ", ".join(keys) if keys else "none"
+
+
+def format_evidence_comparison(rows: list[dict]) -> str:
+    """Each piece of evidence with its status and basis, then the mechanisms that fit all of it and those that fit
+    the observed evidence only, with the change put in words."""
+    width, basis = max(len(label) for label, _ in EVIDENCE.values()), max(map(len, EVIDENCE_BASIS.values()))
+    table = [f"{'evidence':<{width}}  {'status':<8}  what the write-up gives",
+             f"{'-' * width}  {'-' * 8}  {'-' * basis}"]
+    table += [f"{label:<{width}}  {EVIDENCE_STATUS[name]:<8}  {EVIDENCE_BASIS[name]}"
+              for name, (label, _) in EVIDENCE.items()]
+    compared = evidence_comparison(rows)
+    assumed = ", ".join(EVIDENCE[name][0] for name in ASSUMED_EVIDENCE)
+    if compared["only_observed"]:
+        gained = compared["only_observed"]
+        verb = "fits" if len(gained) == 1 else "fit"
+        change = f"Without the assumed evidence ({assumed}), {_names(gained)} {verb} as well."
+    else:
+        change = f"The assumed evidence ({assumed}) rules out no mechanism that the observed evidence leaves."
+    return "\n".join([*table, "", f"fit all the evidence:        {_names(compared['all'])}",
+                      f"fit the observed evidence:   {_names(compared['observed'])}", change])
 
 
 def _values(values: list[float]) -> str:
@@ -378,9 +492,79 @@ def format_gallery(outcomes: dict[str, Outcome]) -> str:
     return "\n\n".join(blocks)
 
 
-def format_diagnosis(rows: list[dict]) -> str:
-    """``diagnosis`` rows as a plain-text yes/no table."""
+def format_diagnosis(rows: list[dict], mark_assumed: bool = False) -> str:
+    """``diagnosis`` rows as a plain-text yes/no table; with ``mark_assumed``, the assumed evidence's headers say
+    so, and a last column says whether the observed evidence alone fits."""
     shown = [{key: ("yes" if value else "no") if isinstance(value, bool) else value for key, value in row.items()}
              for row in rows]
-    return format_rows(shown, {"mechanism": "mechanism", **{name: label for name, (label, _) in EVIDENCE.items()},
-                               "fits": "fits all"})
+    marked = {name: f"{label} ({ASSUMED})" if mark_assumed and name in ASSUMED_EVIDENCE else label
+              for name, (label, _) in EVIDENCE.items()}
+    return format_rows(shown, {"mechanism": "mechanism", **marked, "fits": "fits all",
+                               **({"fits_observed": "fits observed"} if mark_assumed else {})})
+
+
+def _printed_equal(values: list[float], printed: list[float]) -> bool:
+    """Whether ``values``, printed as the console prints (4 decimals), repeat ``printed`` digit for digit."""
+    return len(values) == len(printed) and all(
+        math.isfinite(v) and math.isfinite(p) and f"{v:.4f}" == f"{p:.4f}" for v, p in zip(values, printed))
+
+
+def after_line_repeats_console() -> bool:
+    """Whether the write-up's after-line (``[9.1621, 8.7352, 8.2003, ...]`` saved after the fix) repeats its
+    console from before the fix, digit for digit."""
+    console = [line["loss"] for line in INCIDENT_CONSOLE[:len(INCIDENT_AFTER_VALUES)]]
+    return _printed_equal(list(INCIDENT_AFTER_VALUES), console)
+
+
+def after_the_fix(before: dict[str, Outcome], after: dict[str, Outcome]) -> list[dict]:
+    """One row per mechanism: its case as it was (``before``, e.g. ``gallery()``) and with the write-up's fix applied
+    (``after``, ``gallery(fix=True)``).
+
+    ``before_console_real`` and ``before_zeros``: the before shows the write-up's observed evidence;
+    ``after_file``: what the file holds after the fix; ``after_equals_console``: it repeats the console from
+    before the fix, printed to 4 decimals, as the write-up's after-line does; ``explains_both``: all three.
+    """
+    rows = []
+    for key, outcome in before.items():
+        fixed = after[key]
+        row = {"mechanism": key, "before_console_real": EVIDENCE["console_real"][1](outcome),
+               "before_zeros": EVIDENCE["file_zero"][1](outcome), "after_file": list(fixed.file),
+               "after_equals_console": _printed_equal(fixed.file, outcome.console)}
+        row["explains_both"] = row["before_console_real"] and row["before_zeros"] and row["after_equals_console"]
+        rows.append(row)
+    return rows
+
+
+def after_the_fix_conclusion(rows: list[dict]) -> str:
+    """``after_the_fix`` rows in one or two sentences: which mechanisms, if any, explain both the before and the
+    write-up's after-line, and so whether that line can have been observed."""
+    quoted = "[" + ", ".join(f"{v:.4f}" for v in INCIDENT_AFTER_VALUES) + ", ...]"
+    same = "its console before the fix, digit for digit" if after_line_repeats_console() else "not its console"
+    both = [row["mechanism"] for row in rows if row["explains_both"]]
+    if both:
+        return (f"{_names(both)} explain{'s' if len(both) == 1 else ''} both the before and the after-line {quoted} "
+                f"({same}): the after-line can have been observed only if the bug was {' or '.join(both)}.")
+    before = [row for row in rows if row["before_console_real"] and row["before_zeros"]]
+    after = [row["mechanism"] for row in rows if row["after_equals_console"]]
+    if before:
+        saved = " or ".join(sorted({_values(row["after_file"]) for row in before}))
+        names = _names(row["mechanism"] for row in before)
+        found = f"the mechanisms that give the before (console real, file 0.0), {names}, still save {saved}"
+        parts = [f"{found} after the fix"]
+    else:
+        parts = ["no mechanism gives the before (console real, file 0.0)"]
+    parts.append(f"those whose file after the fix repeats the console from before it ({_names(after)}) had no "
+                 "real console and file of 0.0 before it" if after
+                 else "no mechanism's file repeats the console after the fix")
+    return (f"No mechanism explains both: {'; '.join(parts)}. The write-up's after-line {quoted} ({same}) "
+            f"must have been predicted, not observed.")
+
+
+def format_after_the_fix(rows: list[dict]) -> str:
+    """``after_the_fix`` rows as a plain-text table, then ``after_the_fix_conclusion``."""
+    shown = [{**{key: ("yes" if value else "no") if isinstance(value, bool) else value for key, value in row.items()},
+              "after_file": _values(row["after_file"])} for row in rows]
+    table = format_rows(shown, {"mechanism": "mechanism", "before_console_real": "before: console real",
+                                "before_zeros": "before: file 0.0", "after_file": "after the fix: file",
+                                "after_equals_console": "after = console before", "explains_both": "explains both"})
+    return f"{table}\n\n{after_the_fix_conclusion(rows)}"

@@ -1,16 +1,23 @@
 """Figures: how a run's histories part from the console and from the exact loss.
 
-``plot_trajectory`` draws ``loss_sum`` after every batch of one epoch on a log scale, with
-float16's largest value (65,504) and each stall or overflow marked: where a half-precision
-accumulator stops counting. ``plot_divergence`` draws, per accumulator, each incident tracker's epoch loss as held in memory
-(which the console printed), as the incident's lossy serialiser would have saved it, and the
-exact loss. A non-finite value cannot sit on an axis, so it is drawn as a triangle at the
+``plot_divergence`` draws, per accumulator, each incident tracker's epoch loss as the console
+printed it (the value in memory), as the incident's lossy serialiser would have saved it, and
+the exact loss; below, the relative error of the first two against the exact loss on a
+symmetric log scale, so an error of 1e-6, one of 100 % and an infinite one are all readable.
+``plot_trajectory`` draws ``loss_sum`` after every batch of one epoch on a log scale (an epoch
+of more than 600 batches beside its first 600), with float16's largest value (65,504) and
+each stall or overflow marked and named in the legend: where a half-precision accumulator
+stops counting. A non-finite value cannot sit on an axis, so it is drawn as a triangle at the
 top edge, labelled with its value. ``plot_outcome`` and ``plot_gallery`` draw the mechanism
 gallery's cases the same way: per epoch, the console's loss, the file's loss and the exact
-one (``03_what_really_breaks.ipynb``, ``04_explorer.ipynb``). ``plot_rank_errors`` draws how
-far each naive cross-rank tracker's loss is from the exact one (``05_distributed.ipynb``). Colours are the Okabe-Ito
-palette (colour-blind safe); PNGs carry no timestamp or version, so the same run gives the
-same bytes.
+one; a case whose console and file stay within 5 % of the exact loss is drawn as their
+difference from it in percent, on its own scale, and a stalled sum's artificial fall is
+pointed out (``03_what_really_breaks.ipynb``, ``04_explorer.ipynb``). ``plot_diagnosis`` draws
+``mechanisms.diagnosis`` as a yes/no matrix of mechanism by evidence. ``plot_rank_errors``
+draws how far each naive cross-rank tracker's loss is from the exact one
+(``05_distributed.ipynb``). Accumulators are named in plain words in one place,
+``ACCUMULATOR_NAMES``. Colours are the Okabe-Ito palette (colour-blind safe); PNGs carry no
+timestamp or version, so the same run gives the same bytes.
 """
 
 from __future__ import annotations
@@ -22,12 +29,16 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import FuncFormatter
 
 from ..history import atomic_write_bytes
+from .mechanisms import EVIDENCE, mechanism
 from .streams import first_nonfinite, stall_start
 
-__all__ = ["FLOAT16_MAX", "OKABE_ITO", "figure_png", "plot_case", "plot_divergence", "plot_gallery", "plot_outcome",
-           "plot_rank_errors", "plot_trajectory", "save_figure"]
+__all__ = ["ACCUMULATOR_NAMES", "FLOAT16_MAX", "OKABE_ITO", "accumulator_name", "figure_png", "plot_case",
+           "plot_diagnosis", "plot_divergence", "plot_gallery", "plot_outcome", "plot_rank_errors", "plot_trajectory",
+           "relative_error", "save_figure", "tracker_label"]
 
 OKABE_ITO = {
     "black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
@@ -38,12 +49,48 @@ TRACKER_COLOURS = {"incident-broken": OKABE_ITO["vermillion"], "incident-fixed":
                    "naive-padded": OKABE_ITO["purple"]}
 MARKER_SIZES = {"incident-broken": 9, "incident-fixed": 5}  # broken drawn larger, so equal values stay visible
 ACCUMULATOR_STYLES = {"python": "-", "float64": "-", "float32": "-.", "bfloat16": ":", "float16": "--", "auto": "-."}
+# every accumulator key as a figure names it: the one place to change these words
+ACCUMULATOR_NAMES = {"python": "Python float (float64)", "float64": "float64 tensor", "float32": "float32 tensor",
+                     "float16": "float16 tensor", "bfloat16": "bfloat16 tensor", "auto": "outputs' dtype"}
 FLOAT16_MAX = 65504.0
+EXACT = "exact"
+EXACT_STYLE = {"color": OKABE_ITO["black"], "linewidth": 3, "alpha": 0.35}
+# the divergence figure's two series per tracker: row key, legend words, marker, line style
+DIVERGENCE_SERIES = (("memory", "console", "o", "-"), ("incident_json", "saved (incident's JSON)", "x", "--"))
+ERROR_OFF_SCALE = 1e3  # a relative error above this (100,000 %) sits as a labelled triangle on the top edge
+ERROR_FLOOR = 1e-9  # the error axis is linear below this (where 0 sits), logarithmic above
+ZOOM_BATCHES = 600  # the trajectory's zoomed panel: float16 overflows and bfloat16 stalls happen this early
+SMALL_DIFFERENCE = 0.05  # a gallery case within 5 % of exact is drawn as its difference from exact, in percent
 GALLERY_STYLES = {
     "exact": {"color": OKABE_ITO["black"], "linewidth": 3, "alpha": 0.3},
     "console": {"color": OKABE_ITO["orange"], "marker": "o", "markersize": 9},
     "file": {"color": OKABE_ITO["blue"], "marker": "x", "markersize": 7, "linestyle": "--"},
 }
+ARTEFACT_NOTE = "stalled sum:\nthe fall is an artefact"
+# the diagnosis matrix: Okabe-Ito bluish green and vermillion, lightened so black text reads on them
+DIAGNOSIS_COLOURS = {True: "#8CD3BF", False: "#F0B288", None: "#DDDDDD"}
+DIAGNOSIS_WORDS = {True: "yes", False: "no", None: "-"}
+CONCLUSIONS = {"fits": "fits all", "fits_observed": "fits all observed"}  # diagnosis columns drawn after the evidence
+
+
+def accumulator_name(accumulator: str) -> str:
+    """An accumulator key in plain words (``ACCUMULATOR_NAMES``); an unknown key as it is."""
+    return ACCUMULATOR_NAMES.get(accumulator, accumulator)
+
+
+def tracker_label(name: str) -> str:
+    """A tracker's name (``kind:accumulator``) as a figure shows it: ``incident-broken, float16 tensor``."""
+    kind, _, accumulator = name.partition(":")
+    return f"{kind}, {accumulator_name(accumulator)}" if accumulator else kind
+
+
+def relative_error(value: float, exact: float) -> float:
+    """``|value - exact| / |exact|``: NaN where either is NaN, inf where only ``exact`` is 0."""
+    if math.isnan(value) or math.isnan(exact):
+        return math.nan
+    if exact == 0:
+        return 0.0 if value == 0 else math.inf
+    return abs(value - exact) / abs(exact)
 
 
 def figure_png(figure: Figure, dpi: int = 110, tight: bool = True) -> bytes:
@@ -76,8 +123,13 @@ def _off_scale(value: float, top: float) -> bool:
     return not math.isfinite(value) or value > top
 
 
-def _plot_series(axis, epochs, values, top, label, note_offset=(6, -4), **style):
-    """A line through the values up to ``top``; a labelled triangle at height ``top`` for each other one."""
+def _plot_series(axis, epochs, values, top, label, note_dy=-8, **style):
+    """A line through the values up to ``top``; a labelled triangle at height ``top`` for each other one.
+
+    Each triangle's note sits ``note_dy`` points above it (below where negative): left-aligned at
+    the first epoch, right-aligned at the last and centred between, so notes stay inside the
+    panel and clear of their neighbours.
+    """
     shown = [(e, v) for e, v in zip(epochs, values) if not _off_scale(v, top)]
     if shown:
         axis.plot(*zip(*shown), label=label, **style)
@@ -87,44 +139,96 @@ def _plot_series(axis, epochs, values, top, label, note_offset=(6, -4), **style)
             axis.plot([e], [top], marker="^", markersize=10, color=style["color"], clip_on=False,
                       linestyle="none", label=label)
             label = None
-            axis.annotate(str(v) if not math.isfinite(v) else f"{v:.2g}", (e, top), textcoords="offset points",
-                          xytext=note_offset, color=style["color"], fontsize=8)
+            align = "left" if e == min(epochs) else "right" if e == max(epochs) else "center"
+            note = str(v) if not math.isfinite(v) else f"{v:.2g}".replace("e+", "e")
+            axis.annotate(note, (e, top), textcoords="offset points",
+                          xytext=({"left": -5, "right": 5, "center": 0}[align], note_dy), ha=align,
+                          va="bottom" if note_dy > 0 else "top", color=style["color"], fontsize=8)
+
+
+def _trackers(rows: list[dict], accumulator: str) -> list[str]:
+    return list(dict.fromkeys(r["tracker"] for r in rows if r["accumulator"] == accumulator and r["tracker"] != EXACT))
+
+
+def _tracker_style(tracker: str) -> tuple[str, dict]:
+    kind = tracker.partition(":")[0]
+    return kind, {"color": TRACKER_COLOURS.get(kind, OKABE_ITO["green"]), "markersize": MARKER_SIZES.get(kind, 6)}
 
 
 def plot_divergence(rows: list[dict], title: str = "Console vs saved history") -> Figure:
-    """One panel per accumulator: in-memory/console, incident's JSON and exact loss per epoch.
+    """Per accumulator a column: the epoch losses on top, their relative error against the exact loss below.
 
-    ``rows`` are ``report.divergence_rows(result)``.
+    ``rows`` are ``report.divergence_rows(result)``. The top panels draw each tracker's console
+    loss (the value in memory), the incident's JSON and the exact loss; the bottom panels,
+    drawn when the run had the exact tracker, ``|loss - exact| / exact`` of the first two on
+    a symmetric log scale shared by all accumulators (0 at the bottom). One legend below.
     """
-    accumulators = list(dict.fromkeys(r["accumulator"] for r in rows if r["tracker"] != "exact"))
-    figure = Figure(figsize=(5.2 * max(len(accumulators), 1), 4.4), layout="constrained")
-    axes = figure.subplots(1, max(len(accumulators), 1), squeeze=False)[0]
+    accumulators = list(dict.fromkeys(r["accumulator"] for r in rows if r["tracker"] != EXACT))
+    errors = any(r["exact"] is not None for r in rows if r["tracker"] != EXACT)
+    columns = max(len(accumulators), 1)
+    figure = Figure(figsize=(5.2 * columns, 7.4 if errors else 4.4), layout="constrained")
+    axes = figure.subplots(2 if errors else 1, columns, squeeze=False, height_ratios=[3, 2] if errors else None)
     finite = [v for r in rows for v in (r["memory"], r["incident_json"]) if math.isfinite(v)]
     top = max(finite) * 1.12 if finite else 1.0
-    exact = [r for r in rows if r["tracker"] == "exact"]
-    for axis, accumulator in zip(axes, accumulators):
-        if exact:
-            axis.plot([r["epoch"] for r in exact], [r["memory"] for r in exact], color=OKABE_ITO["black"],
-                      linewidth=3, alpha=0.35, label="exact")
-        for tracker in dict.fromkeys(r["tracker"] for r in rows if r["accumulator"] == accumulator and r["tracker"] != "exact"):
-            mine = [r for r in rows if r["tracker"] == tracker]
-            epochs = [r["epoch"] for r in mine]
-            kind = tracker.partition(":")[0]
-            colour = TRACKER_COLOURS.get(kind, OKABE_ITO["green"])
-            size = MARKER_SIZES.get(kind, 6)
-            _plot_series(axis, epochs, [r["memory"] for r in mine], top, f"{kind}: console = memory",
-                         color=colour, marker="o", markersize=size)
-            _plot_series(axis, epochs, [r["incident_json"] for r in mine], top, f"{kind}: incident's JSON",
-                         color=colour, marker="x", markersize=size, linestyle="--")
-        axis.set_title(f"accumulator: {accumulator}")
-        axis.set_xlabel("epoch")
-        axis.set_ylabel("epoch loss")
+    for axis, accumulator in zip(axes[0], accumulators):
+        _loss_panel(axis, rows, accumulator, top)
         axis.set_ylim(min(0.0, *finite) if finite else 0.0, top)
-        axis.xaxis.get_major_locator().set_params(integer=True)
-        axis.grid(alpha=0.3)
-    _shared_legend(figure, axes)
+    if errors:
+        scale = _error_scale(rows)
+        for axis, accumulator in zip(axes[1], accumulators):
+            _error_panel(axis, rows, accumulator, scale)
+    _shared_legend(figure, axes.ravel())
     figure.suptitle(title)
     return figure
+
+
+def _loss_panel(axis, rows: list[dict], accumulator: str, top: float) -> None:
+    """One accumulator's epoch losses: the exact one, and each tracker's console and saved loss."""
+    exact = [r for r in rows if r["tracker"] == EXACT]
+    if exact:
+        axis.plot([r["epoch"] for r in exact], [r["memory"] for r in exact], label=EXACT, **EXACT_STYLE)
+    for tracker in _trackers(rows, accumulator):
+        mine = [r for r in rows if r["tracker"] == tracker]
+        kind, style = _tracker_style(tracker)
+        for key, words, marker, linestyle in DIVERGENCE_SERIES:
+            _plot_series(axis, [r["epoch"] for r in mine], [r[key] for r in mine], top, f"{kind}: {words}",
+                         marker=marker, linestyle=linestyle, **style)
+    axis.set_title(f"accumulator: {accumulator_name(accumulator)}")
+    _epoch_axis(axis, "epoch loss")
+
+
+def _epoch_axis(axis, ylabel: str) -> None:
+    axis.set_xlabel("epoch")
+    axis.set_ylabel(ylabel)
+    axis.xaxis.get_major_locator().set_params(integer=True)
+    axis.grid(alpha=0.3)
+
+
+def _error_scale(rows: list[dict]) -> tuple[float, float]:
+    """The error panels' symlog threshold and top: a decade below the smallest error, above the largest."""
+    errors = [relative_error(r[key], r["exact"]) for r in rows if r["tracker"] != EXACT and r["exact"] is not None
+              for key, *_ in DIVERGENCE_SERIES]
+    shown = [e for e in errors if 0 < e <= ERROR_OFF_SCALE]
+    if not shown:
+        return ERROR_FLOOR, 1.0
+    linthresh = max(10.0 ** math.floor(math.log10(min(shown))), ERROR_FLOOR)
+    return linthresh, max(10.0 ** math.ceil(math.log10(max(shown)) + 0.3), 100 * linthresh)
+
+
+def _error_panel(axis, rows: list[dict], accumulator: str, scale: tuple[float, float]) -> None:
+    """One accumulator's relative errors against the exact loss; the exact loss itself is the line at 0."""
+    linthresh, top = scale
+    epochs = sorted({r["epoch"] for r in rows if r["accumulator"] == accumulator and r["exact"] is not None})
+    axis.plot(epochs, [0.0] * len(epochs), **EXACT_STYLE)
+    for tracker in _trackers(rows, accumulator):
+        mine = [r for r in rows if r["tracker"] == tracker and r["exact"] is not None]
+        _, style = _tracker_style(tracker)
+        for key, _, marker, linestyle in DIVERGENCE_SERIES:
+            _plot_series(axis, [r["epoch"] for r in mine], [relative_error(r[key], r["exact"]) for r in mine], top,
+                         None, marker=marker, linestyle=linestyle, gid=f"{tracker} {key} error", **style)
+    axis.set_yscale("symlog", linthresh=linthresh)
+    axis.set_ylim(-0.3 * linthresh, top)  # 0 just above the bottom edge, not hidden by it
+    _epoch_axis(axis, "relative error vs exact")
 
 
 def _shared_legend(figure: Figure, axes) -> None:
@@ -141,58 +245,134 @@ def _shared_legend(figure: Figure, axes) -> None:
 def plot_trajectory(trajectories: dict[str, list[float]], title: str = "loss_sum within one epoch") -> Figure:
     """``loss_sum`` against batch index for each tracker name (``kind:accumulator``), log scale.
 
-    Stalls are marked with a dot and the value they stall at; an overflow with a cross at
-    65,504 and the batch index at which the sum became infinite.
+    An epoch of more than ``ZOOM_BATCHES`` batches is drawn whole on the left and its first
+    ``ZOOM_BATCHES`` batches on the right. A stall is marked with a dot where it starts, an
+    overflow with a cross where the sum was last finite; the legend names each tracker in
+    plain words with its stall or overflow (value and batch), so no label sits on a curve.
     """
-    figure = Figure(figsize=(8.5, 4.8))
-    axis = figure.subplots()
-    axis.axhline(FLOAT16_MAX, color=OKABE_ITO["black"], linewidth=0.8, linestyle=(0, (1, 3)))
-    axis.text(0.99, FLOAT16_MAX * 1.12, "float16 max 65,504", transform=axis.get_yaxis_transform(), ha="right",
-              fontsize=8)
-    for name, trajectory in trajectories.items():
-        kind, _, accumulator = name.partition(":")
-        colour = TRACKER_COLOURS.get(kind, OKABE_ITO["green"])
-        batches = range(1, len(trajectory) + 1)
-        shown = [v if v > 0 and v != float("inf") and v == v else float("nan") for v in trajectory]
-        axis.plot(batches, shown, color=colour, linestyle=ACCUMULATOR_STYLES.get(accumulator, "-"),
-                  linewidth=1.6, label=name)
-        overflow = first_nonfinite(trajectory)
-        if overflow is not None:
-            axis.plot([overflow + 1], [FLOAT16_MAX], marker="X", markersize=10, color=colour, linestyle="none")
-            axis.annotate(f"{trajectory[overflow]} at batch {overflow + 1}", (overflow + 1, FLOAT16_MAX),
-                          textcoords="offset points", xytext=(8, 14), color=colour, fontsize=8)
-        stall = stall_start(trajectory)
-        if stall is not None:
-            axis.plot([stall + 1], [trajectory[stall]], marker="o", markersize=7, color=colour, linestyle="none")
-            axis.annotate(f"stalls at {trajectory[stall]:,.0f} from batch {stall + 1}", (stall + 1, trajectory[stall]),
-                          textcoords="offset points", xytext=(6, -12), color=colour, fontsize=8)
-    axis.set_yscale("log")
-    axis.set_xlabel("batch within the epoch")
-    axis.set_ylabel("loss_sum (log scale)")
-    axis.set_title(title)
-    axis.grid(alpha=0.3, which="both")
-    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
+    batches = max((len(t) for t in trajectories.values()), default=0)
+    zoomed = batches > ZOOM_BATCHES
+    figure = Figure(figsize=(11.0 if zoomed else 8.5, 5.0))
+    axes = figure.subplots(1, 2 if zoomed else 1, squeeze=False)[0]
+    handles = [_trajectory_lines(axes, name, trajectory) for name, trajectory in trajectories.items()]
+    handles += [[axis.axhline(FLOAT16_MAX, color=OKABE_ITO["black"], linewidth=0.8, linestyle=(0, (1, 3)),
+                              label="float16's largest value, 65,504") for axis in axes][0]]
+    for axis in axes:
+        axis.set_yscale("log")
+        axis.set_xlabel("batch within the epoch")
+        axis.set_ylabel("loss_sum (log scale)")
+        axis.grid(alpha=0.3, which="both")
+    if zoomed:  # the panels named below their axes, where a caller's subplots_adjust leaves room
+        axes[0].set_xlabel(f"batch within the epoch (all {batches:,})")
+        axes[1].set_xlabel(f"batch within the epoch (zoomed: the first {ZOOM_BATCHES})")
+        axes[1].set_xlim(0, ZOOM_BATCHES)
+        axes[1].set_ylim(*_zoom_limits(trajectories.values()))
+    figure.suptitle(title)
+    legend_rows = -(-len(handles) // 2)
+    figure.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    figure.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.1 + 0.045 * legend_rows,
+                           wspace=0.22)
     return figure
+
+
+def _trajectory_lines(axes, name: str, trajectory: list[float]) -> Line2D:
+    """One tracker's ``loss_sum`` on every panel, its overflow or stall marked; its legend handle, the event named."""
+    kind, _, accumulator = name.partition(":")
+    style = {"color": TRACKER_COLOURS.get(kind, OKABE_ITO["green"]),
+             "linestyle": ACCUMULATOR_STYLES.get(accumulator, "-"), "linewidth": 1.6}
+    shown = [v if v > 0 and math.isfinite(v) else math.nan for v in trajectory]
+    overflow, stall = first_nonfinite(trajectory), stall_start(trajectory)
+    events = []
+    if overflow is not None:
+        last = trajectory[overflow - 1] if overflow > 0 else FLOAT16_MAX
+        events.append(f"{trajectory[overflow]} from batch {overflow + 1:,}")
+    if stall is not None:
+        events.append(f"stalls at {trajectory[stall]:,.0f} from batch {stall + 1:,}")
+    for axis in axes:
+        axis.plot(range(1, len(trajectory) + 1), shown, **style)
+        if overflow is not None:
+            axis.plot([max(overflow, 1)], [last], marker="X", markersize=10, color=style["color"], linestyle="none")
+        if stall is not None:
+            axis.plot([stall + 1], [trajectory[stall]], marker="o", markersize=7, color=style["color"],
+                      linestyle="none")
+    return Line2D([], [], label=": ".join([tracker_label(name), *events]), **style)
+
+
+def _zoom_limits(trajectories) -> tuple[float, float]:
+    """The log-scale y-limits of the first ``ZOOM_BATCHES`` batches (float16's largest value always inside)."""
+    values = [v for t in trajectories for v in t[:ZOOM_BATCHES] if v > 0 and math.isfinite(v)]
+    return (min(values, default=1.0) / 1.6, max(values + [FLOAT16_MAX]) * 1.8)
+
+
+def _small_difference(outcome) -> bool:
+    """Whether the console and the file stay within ``SMALL_DIFFERENCE`` of the exact loss in every epoch."""
+    pairs = [(v, e) for values in (outcome.console, outcome.file) for v, e in zip(values, outcome.exact)]
+    return bool(pairs) and all(relative_error(v, e) <= SMALL_DIFFERENCE for v, e in pairs)
 
 
 def plot_outcome(axis, outcome, title: str) -> None:
     """One gallery case on ``axis``: the exact loss, what the console printed and what the file holds, per epoch.
 
     ``outcome`` is a ``mechanisms.Outcome``. Values above 1.3 times the largest exact loss,
-    or not finite, sit as labelled triangles on the top edge.
+    or not finite, sit as labelled triangles on the top edge. A case within ``SMALL_DIFFERENCE``
+    of the exact loss is drawn as its difference from it in percent, on its own scale (exact
+    is the line at 0). Where the first epoch's sum stalled and the file's loss then falls far
+    more than the exact loss, the fall is pointed out as an artefact.
     """
     epochs = list(range(1, len(outcome.exact) + 1))
-    top = 1.3 * max((v for v in outcome.exact if math.isfinite(v)), default=1.0)
-    axis.plot(epochs, [v if math.isfinite(v) else float("nan") for v in outcome.exact], **GALLERY_STYLES["exact"])
-    _plot_series(axis, epochs, outcome.console, top, None, note_offset=(-4, 6), **GALLERY_STYLES["console"])
-    _plot_series(axis, epochs, outcome.file, top, None, note_offset=(4, -12), **GALLERY_STYLES["file"])
-    axis.set_ylim(0.0, top * 1.12)
+    if _small_difference(outcome):
+        _plot_differences(axis, outcome, epochs)
+    else:
+        top = 1.3 * max((v for v in outcome.exact if math.isfinite(v)), default=1.0)
+        axis.plot(epochs, [v if math.isfinite(v) else float("nan") for v in outcome.exact], **GALLERY_STYLES["exact"])
+        _plot_series(axis, epochs, outcome.console, top, None, note_dy=7, **GALLERY_STYLES["console"])
+        _plot_series(axis, epochs, outcome.file, top, None, note_dy=-8, **GALLERY_STYLES["file"])
+        axis.set_ylim(0.0, top * 1.2)  # room for a note above a triangle at ``top``
+        axis.set_ylabel("epoch loss", fontsize=8)
+        _mark_artefact(axis, outcome)
     axis.set_xticks(epochs)
     axis.set_xlabel("epoch", fontsize=8)
-    axis.set_ylabel("epoch loss", fontsize=8)
     axis.tick_params(labelsize=7)
     axis.set_title("\n".join(textwrap.wrap(title, 30)), fontsize=9)
     axis.grid(alpha=0.3)
+
+
+def _plot_differences(axis, outcome, epochs: list[int]) -> None:
+    """The console's and the file's loss minus the exact loss, in percent of it; limits fitted to them."""
+    def percent(values):
+        return [(v - e) / e * 100 for v, e in zip(values, outcome.exact)]
+
+    console, file = percent(outcome.console), percent(outcome.file)
+    axis.plot(epochs, [0.0] * len(epochs), **GALLERY_STYLES["exact"])
+    axis.plot(epochs, console, **GALLERY_STYLES["console"])
+    axis.plot(epochs, file, **GALLERY_STYLES["file"])
+    low, high = min(0.0, *console, *file), max(0.0, *console, *file)
+    pad = (high - low) * 0.15 or 1e-3
+    axis.set_ylim(low - pad, high + pad)
+    span = high - low + pad
+    axis.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "0" if abs(v) < span * 1e-6 else f"{v:+.3g}"))
+    axis.set_ylabel("difference from exact (%)", fontsize=8)
+
+
+def _artefact_epoch(outcome) -> int | None:
+    """The epoch (from 1) whose file loss falls far more than the exact loss, where epoch 1's sum stalled."""
+    if not outcome.trajectory or stall_start(outcome.trajectory) is None:
+        return None
+    file, exact = outcome.file, outcome.exact
+    for index in range(1, len(file)):
+        ratios = (file[index] / file[index - 1] if file[index - 1] else math.nan,
+                  exact[index] / exact[index - 1] if exact[index - 1] else math.nan)
+        if all(math.isfinite(r) for r in ratios) and ratios[0] < 0.8 * ratios[1]:
+            return index + 1
+    return None
+
+
+def _mark_artefact(axis, outcome) -> None:
+    epoch = _artefact_epoch(outcome)
+    if epoch is not None:
+        axis.annotate(ARTEFACT_NOTE, (epoch, outcome.file[epoch - 1]), xytext=(0.04, 0.05), textcoords="axes fraction",
+                      fontsize=7, ha="left", va="bottom", color=OKABE_ITO["black"],
+                      arrowprops={"arrowstyle": "->", "color": OKABE_ITO["black"], "linewidth": 0.8})
 
 
 def _gallery_legend(figure: Figure, columns: int) -> None:
@@ -213,9 +393,13 @@ def plot_case(outcome, title: str) -> Figure:
 
 def plot_gallery(outcomes: dict, titles: dict[str, str], columns: int = 4,
                  title: str = "Mechanism gallery: console vs file vs exact") -> Figure:
-    """``plot_outcome`` for every case in ``outcomes`` (key -> Outcome), in a grid, one legend below."""
+    """``plot_outcome`` for every case in ``outcomes`` (key -> Outcome), in a grid, one legend below.
+
+    Every panel has its own y-scale: a case within ``SMALL_DIFFERENCE`` of the exact loss shows
+    its difference from it in percent.
+    """
     rows = -(-len(outcomes) // columns)
-    figure = Figure(figsize=(3.1 * columns, 2.7 * rows), layout="constrained")
+    figure = Figure(figsize=(3.1 * columns, 2.8 * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for axis, (key, outcome) in zip(axes, outcomes.items()):
         plot_outcome(axis, outcome, titles[key])
@@ -224,6 +408,62 @@ def plot_gallery(outcomes: dict, titles: dict[str, str], columns: int = 4,
     _gallery_legend(figure, columns=4)
     figure.suptitle(title)
     return figure
+
+
+def plot_diagnosis(rows: list[dict], assumed: set[str] | None = None,
+                   title: str = "Which mechanism fits the write-up's evidence?") -> Figure:
+    """``mechanisms.diagnosis`` rows as a matrix: a row per mechanism, a column per piece of evidence, then the fits.
+
+    Each cell says yes (bluish green) or no (vermillion). ``assumed`` holds the column keys
+    (``"accuracies"``, ``"weights"``, ...) of evidence the write-up assumes rather than
+    shows: those cells are hatched and their headers end "(assumed)".
+    """
+    assumed = set(assumed or ())
+    columns = [key for key in (rows[0] if rows else {}) if key != "mechanism"]
+    figure = Figure(figsize=(4.2 + 1.2 * len(columns), 1.6 + 0.34 * len(rows)), layout="constrained")
+    axis = figure.subplots()
+    for y, row in enumerate(rows):
+        for x, key in enumerate(columns):
+            _diagnosis_cell(axis, x, y, row[key], key in assumed, bold=key in CONCLUSIONS)
+    axis.set_xlim(-0.5, len(columns) - 0.5)
+    axis.set_ylim(len(rows) - 0.5, -0.5)
+    axis.set_xticks(range(len(columns)), [_column_label(key, key in assumed) for key in columns], fontsize=8)
+    axis.set_yticks(range(len(rows)), [_mechanism_label(row["mechanism"]) for row in rows], fontsize=8)
+    axis.xaxis.tick_top()
+    axis.tick_params(length=0)
+    for spine in axis.spines.values():
+        spine.set_visible(False)
+    conclusions = [x for x, key in enumerate(columns) if key in CONCLUSIONS]
+    if conclusions:  # a wider gap between the evidence and what it concludes
+        axis.axvline(conclusions[0] - 0.5, color="white", linewidth=5)
+    if assumed & set(columns):
+        axis.set_xlabel("hatched: evidence the write-up assumes, it does not show it", fontsize=8, loc="right")
+    figure.suptitle(title)
+    return figure
+
+
+def _diagnosis_cell(axis, x: int, y: int, value, assumed: bool, bold: bool) -> None:
+    """One cell: its colour and word from ``value`` (True, False, anything else), hatched if its evidence is assumed."""
+    key = value if isinstance(value, bool) else None
+    axis.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor=DIAGNOSIS_COLOURS[key], edgecolor="white",
+                             linewidth=2, hatch="///" if assumed else None, hatchcolor="#777777", gid=f"cell {y} {x}"))
+    axis.text(x, y, DIAGNOSIS_WORDS[key], ha="center", va="center", fontsize=9, fontweight="bold" if bold else "normal",
+              bbox={"facecolor": DIAGNOSIS_COLOURS[key], "edgecolor": "none", "pad": 1.5} if assumed else None)
+
+
+def _column_label(key: str, assumed: bool) -> str:
+    """A diagnosis column's header: its evidence's words (``EVIDENCE``), wrapped; "(assumed)" added if it is."""
+    entry = EVIDENCE.get(key)
+    words = CONCLUSIONS.get(key) or (entry[0] if isinstance(entry, tuple) else getattr(entry, "label", key))
+    return "\n".join(textwrap.wrap(str(words).replace("_", " "), 14) + (["(assumed)"] if assumed else []))
+
+
+def _mechanism_label(key: str) -> str:
+    """A mechanism's title, or its key where the gallery does not know it."""
+    try:
+        return mechanism(key).title
+    except ValueError:
+        return key
 
 
 def plot_rank_errors(rows: list[dict], title: str = "Naive cross-rank trackers against the exact loss") -> Figure:

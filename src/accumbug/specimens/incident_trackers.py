@@ -11,7 +11,12 @@ What is wrong: the write-up has them the wrong way round.
 
 ``accumulator=`` chooses what ``loss_sum`` is: ``"python"`` (the incident's ``loss.item()``
 floats, i.e. float64), a 0-dim tensor of ``"float64"``, ``"float32"``, ``"bfloat16"`` or
-``"float16"`` on the outputs' device, or ``"auto"`` (the outputs' dtype). Only half precision
+``"float16"`` on the outputs' device, or ``"auto"``: the outputs' dtype, not the loss's. That
+is a buffer made from the outputs (``torch.zeros_like(outputs[0, 0])``, then ``buffer +=
+loss``), half precision under ``torch.autocast``, where the loss itself is float32
+(``F.cross_entropy`` runs in float32 there), so ``loss_sum += loss`` without ``.item()`` would
+give a float32 sum. The loss is float16 only when the model runs in half precision
+(``model.half()``). ``tests/test_autocast.py`` pins these dtypes. Only half precision
 reproduces the write-up's overflow story. Taught in ``01_side_by_side_small.ipynb``
 and ``02_side_by_side_full_136k.ipynb``; ``03_what_really_breaks.ipynb`` measures the claims.
 
