@@ -81,6 +81,19 @@ def test_images_are_standardised_noise_plus_a_faint_prototype():
     assert same_class > 20  # the prototype is there to learn, 768 * 0.25 / sqrt(1.0625) ~ 186 on average
 
 
+def test_clusters_share_a_prototype_among_neighbours_in_frequency():
+    spec = preset("tiny", clusters=8, cluster_signal=0.3, signal=0.1)
+    data = SyntheticImages(spec)
+    means = data.class_means
+    same = (means[0] @ means[1:8].T).mean()  # classes 0-7: cluster 0
+    other = (means[0] @ means[8:].T).abs().mean()
+    assert same > 20 * other
+    images, _, _ = data.samples(torch.arange(1032))
+    assert abs(images.std().item() - 1) < 0.02  # still unit variance
+    plain = SyntheticImages(preset("tiny"))
+    assert torch.equal(plain.class_means, SyntheticImages(preset("tiny", clusters=8)).class_means)
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"batch_size": 0}, "batch_size=0: must be between 1 and samples=1032"),
     ({"batch_size": -4}, "batch_size=-4"),
@@ -88,6 +101,11 @@ def test_images_are_standardised_noise_plus_a_faint_prototype():
     ({"samples": 0}, "samples=0: the data set needs at least 1 sample"),
     ({"classes": 2000}, "classes=2000: more than samples=1032"),
     ({"signal": float("nan")}, "signal=nan"),
+    ({"clusters": -1}, r"clusters=-1: must be between 0 \(none\) and classes=64"),
+    ({"clusters": 65}, r"clusters=65: must be between 0 \(none\) and classes=64"),
+    ({"clusters": 2.5}, "clusters=2.5: must be a whole number"),
+    ({"cluster_signal": 0.1}, "cluster_signal=0.1: needs clusters >= 1"),
+    ({"clusters": 4, "cluster_signal": float("inf")}, "cluster_signal=inf: must be a finite number >= 0"),
 ])
 def test_bad_specs_are_clear_errors(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -133,7 +151,7 @@ def test_full_preset_bytes_are_those_of_the_reference_runs():
     digest = hashlib.sha256()
     for tensor in (data.class_means, images, labels, meta["sample_id"], meta["region"], meta["month"]):
         digest.update(tensor.contiguous().numpy().tobytes())
-    assert digest.hexdigest() == "49e5796fe4e0c585652e28d666647abdad22eaeb9a5a499789bb5edb892da9bd"
+    assert digest.hexdigest() == "9ee694e06cded8fcdb07c83bf7f853e74780678c282ad8de9d7e4f5799de9cc7"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

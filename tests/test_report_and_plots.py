@@ -341,3 +341,22 @@ def test_diagnosis_matrix_marks_assumed_evidence():
     assert [t.get_text() for t in axis.get_yticklabels()] == ["new-case"]  # a key the gallery does not know
     assert "assumes" in axis.get_xlabel()
     assert save_figure(figure, io.BytesIO()).getvalue().startswith(b"\x89PNG")
+
+
+def test_limit_rows_name_where_each_sum_overflows_or_stalls_and_the_early_loss():
+    from accumbug.lessons.report import limit_rows
+
+    python = [160.0 * (k + 1) for k in range(500)]  # loss 10 per batch of 16
+    overflow = [1.0] * 9 + [math.inf] * 491
+    stall = [float(min(k, 100)) for k in range(500)]
+    rows = limit_rows({"trained": {"incident-broken:python": python, "incident-broken:float16": overflow,
+                                   "incident-fixed:float16": stall},
+                       "short": {"incident-broken:float16": [1.0, 2.0]}})
+    assert rows == [
+        {"source": "trained", "tracker": "incident-broken:float16", "early_loss": 10.0, "inf_from": 10,
+         "stalls_from": None},
+        {"source": "trained", "tracker": "incident-fixed:float16", "early_loss": 10.0, "inf_from": None,
+         "stalls_from": 101},
+        {"source": "short", "tracker": "incident-broken:float16", "early_loss": None, "inf_from": None,
+         "stalls_from": None},
+    ]

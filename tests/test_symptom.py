@@ -7,7 +7,16 @@ import torch
 
 from accumbug.history import read_back
 from accumbug.lessons.catalogue import make_tracker
-from accumbug.lessons.symptom import CODE_PATHS, SYMPTOMS, format_symptom, incident_files, symptom_rows, symptom_trackers
+from accumbug.lessons.symptom import (
+    CODE_PATHS,
+    SYMPTOMS,
+    format_symptom,
+    format_symptom_verdicts,
+    incident_files,
+    symptom_rows,
+    symptom_trackers,
+    symptom_verdicts,
+)
 from accumbug.specimens.gallery_trackers import InPlaceMeanTracker
 from accumbug.specimens.incident_log import IncidentLog
 from accumbug.trackers import ExactTracker
@@ -99,3 +108,20 @@ def test_symptom_trackers_come_from_the_catalogue_by_name():
         assert type(make_tracker(tracker.name)) is type(tracker)
     with pytest.raises(ValueError, match="tensor-loss accumulates in float32 only; write 'tensor-loss:float32'"):
         make_tracker("tensor-loss:float16")
+
+
+def test_symptom_verdicts_say_what_each_code_path_saved(symptom_run):
+    for row in symptom_rows(*symptom_run):
+        verdicts = symptom_verdicts(row)
+        working = row["code"] == "working fix"
+        assert verdicts == {"console real": True, "saved loss all 0.0": not working, "saved accuracies non-zero": True,
+                            "saved = console": working, "saved = exact": working}
+    table = format_symptom_verdicts(symptom_rows(*symptom_run))
+    assert table.splitlines()[0].split()[:2] == ["mechanism", "code"] and table.count(" yes") == 4 * 3 + 2 * 4
+
+
+def test_symptom_verdicts_notice_a_console_that_is_not_real():
+    row = {"console": [float("inf")], "saved": [0.0], "exact": [9.0], "saved_top1": [1.0], "saved_top5": [0.0]}
+    assert symptom_verdicts(row) == {"console real": False, "saved loss all 0.0": True,
+                                     "saved accuracies non-zero": False, "saved = console": False,
+                                     "saved = exact": False}

@@ -1,14 +1,16 @@
 import json
 import math
 import re
+from dataclasses import asdict
 
 import pytest
+import torch
 
 from accumbug.history import load_history, loads_strict
 from accumbug.lessons.catalogue import make_trackers
 from accumbug.runfolder import CHECKPOINT, COMMIT, CONFIG, CONSOLE, RunFolder, history_filename
 from accumbug.trackers import MetricTracker
-from accumbug.train import TrainConfig, format_epoch_line, train
+from accumbug.train import SCHEDULES, TrainConfig, format_epoch_line, train
 
 SMALL = {"preset": "tiny", "samples": 264}  # 17 batches of 16 an epoch, the last of 8, as the incident's data end
 FIVE = ["incident-broken:python", "incident-fixed:python", "incident-broken:float16", "incident-fixed:float16", "exact"]
@@ -105,11 +107,61 @@ def test_loss_hook_sees_every_step_of_the_run_and_its_loss_is_used(tmp_path):
     ({"lr": -1.0}, "lr=-1.0"),
     ({"lr": math.inf}, "lr=inf"),
     ({"amp": "float8"}, "amp='float8': unknown"),
+    ({"warmup_from": 0.0}, "warmup_from=0.0: must be a finite number > 0"),
+    ({"warmup_epochs": -1.0}, "warmup_epochs=-1.0: must be a finite number >= 0"),
+    ({"warmup_epochs": math.inf}, "warmup_epochs=inf: must be a finite number >= 0"),
     ({"device": "tpu"}, "device='tpu'"),
 ])
 def test_bad_config_values(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         TrainConfig(**kwargs)
+
+
+def test_each_preset_brings_its_schedule_and_the_config_holds_the_numbers():
+    for name, schedule in SCHEDULES.items():
+        config = TrainConfig(preset=name)
+        assert (config.lr, config.warmup_from, config.warmup_epochs) == (schedule.lr, schedule.warmup_from,
+                                                                          schedule.warmup_epochs)
+        assert TrainConfig.from_dict(asdict(config)) == config
+    assert TrainConfig(preset="full", lr=0.01).lr == 0.01 and TrainConfig(preset="full", lr=0.01).warmup_from == \
+        SCHEDULES["full"].warmup_from
+
+
+def test_the_warmup_is_exponential_then_constant():
+    config = TrainConfig(preset="tiny", lr=0.01, warmup_from=1e-4, warmup_epochs=2)
+    steps = 10
+    rates = [config.learning_rate(step, steps) for step in range(25)]
+    assert rates[0] == pytest.approx(1e-4) and rates[10] == pytest.approx(1e-3) and rates[20:] == [0.01] * 5
+    assert all(b / a == pytest.approx(10 ** 0.1) for a, b in zip(rates[:19], rates[1:20]))
+    assert {TrainConfig(preset="tiny").learning_rate(step, 65) for step in range(200)} == {0.015}
+
+
+def test_the_trainer_sets_the_scheduled_rate_before_every_step():
+    config = TrainConfig(preset="tiny", epochs=2, samples=64, lr=0.01, warmup_from=1e-3, warmup_epochs=1)
+    seen = []
+
+    class Spy(MetricTracker):
+        kind = "spy"
+
+        def update(self, loss, outputs, labels):
+            seen.append(optimizer_lr[0])
+
+        def get_metrics(self):
+            return {"loss": 0.0}
+
+    optimizer_lr = [None]
+    original = torch.optim.SGD.step
+
+    def step(self, *args, **kwargs):
+        optimizer_lr[0] = self.param_groups[0]["lr"]
+        return original(self, *args, **kwargs)
+
+    torch.optim.SGD.step = step
+    try:
+        train(config, [Spy()])
+    finally:
+        torch.optim.SGD.step = original
+    assert seen == pytest.approx([config.learning_rate(step, 4) for step in range(8)])
 
 
 def test_the_config_holds_no_test_hook():

@@ -191,7 +191,7 @@ def _report(config: TrainConfig, result, log: IncidentLog | None) -> None:
         print(format_symptom(symptom_rows(result, log)))
         for name, content in incident_files(log).items():
             result.folder.write_file(name, content)
-    rows = [row for row in divergence_rows(result) if log is None or row["tracker"] not in log.histories]
+    rows = divergence_rows(result, names=[t for t in result.histories if log is None or t not in log.histories])
     print("\nThe accumulators: console, the incident's JSON, the strict file and the exact loss")
     print(format_table(rows))
     figure = plot_divergence(rows, f"{config.preset} preset, {config.epochs} epochs: console vs saved history")

@@ -162,7 +162,7 @@ class DataSpec:
 PRESETS: dict[str, DataSpec] = {
     "tiny": DataSpec(samples=1_032, classes=64),
     "small": DataSpec(samples=13_624, classes=712),
-    "full": DataSpec(samples=136_312, classes=7_120),
+    "full": DataSpec(samples=136_312, classes=7_120, signal=0.05, tail=0.8, clusters=356, cluster_signal=0.18),
 }
 
 

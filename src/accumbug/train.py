@@ -101,7 +101,7 @@ class Schedule:
 
 
 SCHEDULES = {"tiny": Schedule(0.015, 0.015, 0.0), "small": Schedule(0.015, 0.015, 0.0),
-             "full": Schedule(0.045, 6e-5, 4.0)}
+             "full": Schedule(4e-3, 3e-6, 4.0)}
 
 
 @dataclass(frozen=True)

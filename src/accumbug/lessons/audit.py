@@ -49,12 +49,12 @@ from .mechanisms import (
     after_the_fix,
     after_the_fix_conclusion,
     diagnosis,
+    epoch_stream,
     fitting,
     gallery,
-    scenario_losses,
 )
 from .report import format_wrapped
-from .streams import batch_sizes, first_nonfinite, replay, trajectory_note
+from .streams import first_nonfinite, replay, trajectory_note
 from .weights import same_weights
 
 __all__ = ["CLAIMS", "Claim", "Finding", "Inputs", "NotebookCell", "claims_markdown", "format_claims",
@@ -134,8 +134,7 @@ class Inputs:
     @cached_property
     def full_stream(self) -> tuple[torch.Tensor, list[int]]:
         """Epoch 1 of the gallery's scenario at the full size: 8,520 batch losses and sizes."""
-        sizes = batch_sizes(self.full_spec)
-        return scenario_losses(len(sizes), 0), sizes
+        return epoch_stream(self.full_spec)
 
     @cached_property
     def first_samples(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,10 +176,10 @@ class NotebookCell:
 
 NB01, NB02, NB03 = "01_side_by_side_small.ipynb", "02_side_by_side_full_136k.ipynb", "03_what_really_breaks.ipynb"
 AUDIT_CELL = NotebookCell(NB03, "1. The claims, measured", "claims = lab.run_audit()")  # prints every verdict
-FULL_SIZE = NotebookCell(NB02, "02 · The full incident: 136,312 samples, 7,120 classes, batch 16",
+FULL_SIZE = NotebookCell(NB02, "02 · The incident reproduced at full size: 136,312 samples, 7,120 classes, batch 16",
                          'spec = lab.preset("full")')
-COMPARISON = NotebookCell(NB02, "3. The write-up's comparison table, recomputed", "lab.incident_comparison(result)")
-REPLAYS = NotebookCell(NB01, "5. The same accumulators over the full incident's 8,520 batches",
+COMPARISON = NotebookCell(NB02, "4. The write-up's comparison table, recomputed", "lab.incident_comparison(result)")
+REPLAYS = NotebookCell(NB01, "6. The same accumulators over the full incident's 8,520 batches",
                        "replayed[name] = lab.replay(tracker, losses, sizes)")
 
 
@@ -228,8 +227,9 @@ def _batch_average(inputs: Inputs) -> Finding:
     loss = criterion(outputs, labels).item()
     per_sample = nn.functional.cross_entropy(outputs, labels, reduction="none")
     mean, total = per_sample.mean().item(), per_sample.sum().item()
-    measured = (f"loss.item() = {loss:.4f}; mean of the 16 per-sample losses = {mean:.4f}, their sum = {total:.2f} "
-                f"(reduction={criterion.reduction!r})")
+    measured = (f"first full-size batch of a model with PyTorch's default initialisation (untrained; a trained "
+                f"run's first batch differs): loss.item() = {loss:.4f}; mean of the 16 per-sample losses = "
+                f"{mean:.4f}, their sum = {total:.2f} (reduction={criterion.reduction!r})")
     verdict = HOLDS if abs(loss - mean) <= 1e-5 * abs(mean) else REFUTED
     return Finding(measured, verdict, "one full-size batch, untrained model")
 
@@ -425,12 +425,12 @@ CLAIMS = (
           "incident-broken:python state after epoch 1 of the full run", _broken_state, COMPARISON),
     Claim(4, "the broken formula loss_sum * batch_size / num_samples is wrong",
           "both trackers against the float64 mean of every per-sample loss", _formula,
-          NotebookCell(NB01, "3. Console vs JSON", "print(lab.format_verdicts(lab.run_verdicts(result)))")),
+          NotebookCell(NB01, "4. The accumulators: console vs JSON", "print(lab.format_verdicts(lab.run_verdicts(result)))")),
     Claim(5, "floating-point accumulation over ~8,519 iterations makes the broken metric NaN or Inf",
           "replay a full epoch's batch losses through incident-broken with each accumulator", _overflow, REPLAYS),
     Claim(6, "JSON serialises NaN/Inf as 0.0",
           "write [nan, inf, -inf] with each writer and read it back", _serialised,
-          NotebookCell(NB01, "3. Console vs JSON", 'path = result.folder.history_path("incident-broken:float16")')),
+          NotebookCell(NB01, "4. The accumulators: console vs JSON", 'path = result.folder.history_path("incident-broken:float16")')),
     Claim(7, "fixed: loss_sum ~74,000, total ~8,519, loss ~8.68",
           "incident-fixed:python state after epoch 1 of the full run; for the JSON after the fix, every gallery case "
           "run before and with the write-up's fix", _fixed_state, COMPARISON),
@@ -439,18 +439,18 @@ CLAIMS = (
           REPLAYS),
     Claim(9, "on the same run the broken tracker gives 9.08 and the fixed one 8.68",
           "both trackers' epoch losses from one run that fed them the same batches", _same_run,
-          NotebookCell(NB02, "2. Console vs JSON", "rows = lab.divergence_rows(result)")),
+          NotebookCell(NB02, "5. The accumulators: console vs JSON", "rows = lab.divergence_rows(result, names=TRACKERS)")),
     Claim(10, "the console shows real values while the JSON is corrupted",
           "console vs the write-up's sanitiser for every tracker and epoch; the gallery's mechanisms", _console_vs_file,
           NotebookCell(NB03, "3. Differential diagnosis", "rows = lab.diagnosis(outcomes)")),
     Claim(11, "top-1/top-5 are independent of the loss accumulation",
           "compare the saved accuracies of every tracker of one run", _accuracies,
-          NotebookCell(NB02, "2. Console vs JSON", "print(lab.format_verdicts(lab.run_verdicts(result)))")),
+          NotebookCell(NB02, "5. The accumulators: console vs JSON", "print(lab.format_verdicts(lab.run_verdicts(result)))")),
     Claim(12, "model weights/checkpoints are fine",
           "train twice with the same seed, tracked by broken and by fixed trackers; compare weights", _weights),
     Claim(13, "the initial loss is ~9.14 for 7,120 classes (vs ln 7120)",
           "loss of an untrained full-size model on the first 1,024 samples", _initial_loss,
-          NotebookCell(NB02, "4. The console, next to the incident's", 'exact = result.histories["exact"]')),
+          NotebookCell(NB02, "2. The console, next to the incident's", 'exact = result.histories["exact"]')),
 )
 
 

@@ -55,7 +55,7 @@ from .weights import bitwise_equal, toy_sgd, trained_weights
 
 __all__ = ["ASSUMED", "ASSUMED_EVIDENCE", "EVIDENCE", "EVIDENCE_BASIS", "EVIDENCE_STATUS", "FIXED_SPECIMENS",
            "MECHANISMS", "Mechanism", "OBSERVED", "OBSERVED_EVIDENCE", "Outcome", "after_line_repeats_console",
-           "after_the_fix", "after_the_fix_conclusion", "diagnosis", "evidence_comparison", "exact_loss", "fitting",
+           "after_the_fix", "after_the_fix_conclusion", "diagnosis", "epoch_stream", "evidence_comparison", "exact_loss", "fitting",
            "format_after_the_fix", "format_diagnosis", "format_evidence_comparison", "format_gallery", "gallery",
            "incident_scenario", "log_epochs", "mechanism", "observed_evidence", "scenario_losses", "with_the_fix"]
 
@@ -73,6 +73,18 @@ def scenario_losses(batches: int, epoch: int, noise: float = 0.05) -> torch.Tens
     """Batch losses of epoch ``epoch`` (0-based): falling linearly around the write-up's console loss."""
     printed = INCIDENT_CONSOLE[epoch]["loss"]
     return simulated_losses(batches, printed + SPREAD, printed - SPREAD, noise, seed=epoch)
+
+
+def epoch_stream(spec=None) -> tuple[torch.Tensor, list[int]]:
+    """Epoch 1 of the scenario at the size of ``spec`` (default the full preset): batch losses and sizes.
+
+    The one replayed stream: the audit, the exercises, the explorer and notebook 01 all sum
+    it, so a figure such as "float16 overflows at batch 428" means the same everywhere. It is
+    replayed, not trained: a trained run's early losses are higher, so its sums overflow
+    earlier (notebook 02 shows both).
+    """
+    sizes = batch_sizes(preset("full") if spec is None else spec)
+    return scenario_losses(len(sizes), 0), sizes
 
 
 def incident_scenario(sizes: list[int] | None = None, noise: float = 0.05, extra: torch.Tensor | None = None) -> list[list[tuple]]:

@@ -21,9 +21,10 @@ from ..history import dumps_history, loads_history, loads_strict
 from ..runfolder import RunFolder, history_key, series
 from ..specimens.serialisers import incident_lossy_dumps
 from ..train import TrainResult
+from .streams import first_nonfinite, stall_start
 
 __all__ = ["Html", "RANK_COLUMNS", "differing_lines", "divergence_rows", "format_rows", "format_table",
-           "format_verdicts", "format_wrapped", "rank_rows", "run_verdicts", "incident_comparison", "source_side_by_side"]
+           "format_verdicts", "format_wrapped", "limit_rows", "rank_rows", "run_verdicts", "incident_comparison", "source_side_by_side"]
 
 EXACT = "exact"
 
@@ -35,9 +36,10 @@ def _strict_history(result: TrainResult, name: str) -> dict:
     return loads_history(dumps_history(result.histories[name]))
 
 
-def divergence_rows(result: TrainResult, metric: str = "loss") -> list[dict]:
+def divergence_rows(result: TrainResult, metric: str = "loss", names=None) -> list[dict]:
     """Rows ``tracker, accumulator, epoch, memory, console, incident_json, strict_json, exact, error_pct``.
 
+    One group of rows per tracker of the run, or per tracker in ``names`` when given.
     ``memory`` is the tracker's value in memory, ``console`` the value as printed,
     ``incident_json`` the incident's serialiser's output, ``strict_json`` the strict file's value,
     ``exact`` the exact tracker's value (None when the run had none) and ``error_pct`` the
@@ -47,6 +49,8 @@ def divergence_rows(result: TrainResult, metric: str = "loss") -> list[dict]:
     exact = result.histories.get(EXACT, {}).get(key)
     rows = []
     for name, history in result.histories.items():
+        if names is not None and name not in names:
+            continue
         lossy = loads_strict(incident_lossy_dumps(history))[key]
         strict = _strict_history(result, name)[key]
         for index, value in enumerate(history[key]):
@@ -92,6 +96,30 @@ def rank_rows(runs: dict[str, Path]) -> list[dict]:
 
 RANK_COLUMNS = {"run": "run", "tracker": "tracker", "epoch": "epoch", "loss": "loss", "top1": "top-1 %",
                 "top5": "top-5 %", "samples": "samples", "error_pct": "loss vs exact %"}
+
+
+def limit_rows(sources: dict[str, dict[str, list[float]]], first: int = 400, batch_size: int = 16) -> list[dict]:
+    """Where each sum overflows or stalls, for several sources of the same epoch's ``loss_sum`` trajectories.
+
+    ``sources`` maps a label ("trained run, epoch 1", "replayed stream") to ``{tracker:
+    trajectory}``. Each row: ``source``, ``tracker``, ``inf_from`` and ``stalls_from`` (1-based
+    batches, None when never), and ``early_loss``, the mean batch loss of the first ``first``
+    batches from the source's ``incident-broken:python`` sum (``loss * batch_size`` per batch).
+    The trained run and the replayed stream differ because their early losses differ
+    (notebook 02).
+    """
+    rows = []
+    for label, trajectories in sources.items():
+        exact_sum = trajectories.get("incident-broken:python")
+        early = exact_sum[first - 1] / (first * batch_size) if exact_sum and len(exact_sum) >= first else None
+        for name, trajectory in trajectories.items():
+            if name.endswith(":python"):
+                continue
+            overflow, stall = first_nonfinite(trajectory), stall_start(trajectory)
+            rows.append({"source": label, "tracker": name, "early_loss": early,
+                         "inf_from": None if overflow is None else overflow + 1,
+                         "stalls_from": None if stall is None else stall + 1})
+    return rows
 
 
 def _cell(value, digits: int = 4) -> str:
@@ -204,7 +232,7 @@ def incident_comparison(result: TrainResult) -> list[dict]:
     rows = [
         ("batch size", "16", spec.batch_size),
         ("batches per epoch", "~8,519", f"{spec.batches_per_epoch:,} (last batch {spec.last_batch_size})"),
-        ("loss.item() of the first batch", "9.14", first_loss),
+        ("loss.item() of this run's first batch (before any step)", "9.14", first_loss),
         ("broken: first addend loss * batch_size", "146.24", first_loss * spec.batch_size),
         ("broken: loss_sum after the epoch", "~1,238,000", f"{broken['train_loss_sum'][0]:,.1f}"),
         ("broken: total after the epoch", "~136,304", f"{broken['train_total'][0]:,}"),

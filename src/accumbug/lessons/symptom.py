@@ -20,6 +20,8 @@ show them.
 
 from __future__ import annotations
 
+import math
+
 from ..history import read_back
 from ..runfolder import series
 from ..specimens.gallery_trackers import (
@@ -32,7 +34,10 @@ from ..specimens.incident_log import IncidentLog
 from ..train import TrainResult
 from .report import _strict_history, format_rows
 
-__all__ = ["CODE_PATHS", "SYMPTOMS", "format_symptom", "incident_files", "symptom_rows", "symptom_trackers"]
+__all__ = ["CODE_PATHS", "SYMPTOMS", "format_symptom", "format_symptom_verdicts", "incident_files", "symptom_rows",
+           "symptom_trackers", "symptom_verdicts"]
+
+REAL_WITHIN = 0.02  # a console value is "real" when finite and within 2 % of the exact loss, as in the diagnosis
 
 # mechanism -> (the incident's tracker with the habit, the write-up's fixed tracker with it, the writer that saves)
 SYMPTOMS = {
@@ -92,3 +97,28 @@ def format_symptom(rows: list[dict]) -> str:
              for row in rows]
     return format_rows(shown, {"mechanism": "mechanism", "code": "code", "console": "console loss",
                                "saved": "saved loss", "saved_top5": "saved top-5", "exact": "exact loss"})
+
+
+def symptom_verdicts(row: dict) -> dict[str, bool]:
+    """What one row shows, as yes/no: the parts of the write-up's evidence and whether the file is right.
+
+    These do not depend on the trained digits, so a notebook can check them exactly.
+    """
+    console, saved, exact = row["console"], row["saved"], row["exact"]
+    return {
+        "console real": all(math.isfinite(c) and abs(c - e) <= REAL_WITHIN * e for c, e in zip(console, exact)),
+        "saved loss all 0.0": all(v == 0.0 for v in saved),
+        "saved accuracies non-zero": all(v > 0 for v in row["saved_top1"] + row["saved_top5"]),
+        "saved = console": all(round(v, 4) == c for v, c in zip(saved, console)),
+        "saved = exact": all(math.isclose(v, e, rel_tol=1e-6) for v, e in zip(saved, exact)),
+    }
+
+
+def format_symptom_verdicts(rows: list[dict]) -> str:
+    """``symptom_verdicts`` of every row as a yes/no table, and the saved losses (exact zeros or not)."""
+    shown = []
+    for row in rows:
+        verdicts = {key: "yes" if holds else "no" for key, holds in symptom_verdicts(row).items()}
+        shown.append({"mechanism": row["mechanism"], "code": row["code"], **verdicts})
+    return format_rows(shown, {"mechanism": "mechanism", "code": "code",
+                               **{key: key for key in symptom_verdicts(rows[0])}})
