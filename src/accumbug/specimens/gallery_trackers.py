@@ -14,9 +14,10 @@ runs them on the incident's scenario (``03_what_really_breaks.ipynb``,
   epoch, and the ``reset()`` after the last epoch sets all of them to 0.0 before they are
   saved. In the wild: ``history.append(meter.avg)`` where ``avg`` is a tensor updated with
   ``copy_``/``fill_``.
-* tensor loss: ``get_metrics`` returns ``loss_sum / total`` unconverted, a 0-dim float32
-  tensor, so whatever saves the history meets a tensor, not a float (a sanitiser that zeroes
-  non-floats writes 0.0).
+* tensor loss: the sum is kept in a float64 tensor (so its value is exact and only its type
+  is wrong), and ``get_metrics`` returns ``loss_sum / total`` unconverted, a 0-dim tensor, so
+  whatever saves the history meets a tensor, not a float (a sanitiser that zeroes non-floats
+  writes 0.0).
 * ``GuardedTracker``: a zero-division guard, so an empty tracker reports 0.0 for every
   metric; a loop that reads the metrics after ``reset()`` saves those zeros.
 """
@@ -51,10 +52,10 @@ class _InPlaceMean:
 
 
 class _TensorLoss:
-    """The habit: a float32 tensor accumulator whose ``loss_sum / total`` is returned unconverted."""
+    """The habit: a float64 tensor accumulator whose ``loss_sum / total`` is returned unconverted."""
 
     def __init__(self):
-        super().__init__("float32")
+        super().__init__("float64")
 
     def get_metrics(self):
         return {**super().get_metrics(), "loss": self.loss_sum / self.total}
@@ -73,13 +74,13 @@ class InPlaceMeanFixedTracker(_InPlaceMean, IncidentFixedTracker):
 
 
 class TensorLossTracker(_TensorLoss, IncidentBrokenTracker):
-    """The incident's broken tracker on a float32 tensor accumulator, returning ``loss_sum / total`` unconverted."""
+    """The incident's broken tracker on a float64 tensor accumulator, returning ``loss_sum / total`` unconverted."""
 
     kind = "tensor-loss"
 
 
 class TensorLossFixedTracker(_TensorLoss, IncidentFixedTracker):
-    """The write-up's fixed tracker on the same float32 tensor accumulator, returning a tensor."""
+    """The write-up's fixed tracker on the same float64 tensor accumulator, returning a tensor."""
 
     kind = "tensor-loss-fixed"
 
