@@ -43,7 +43,10 @@ def test_every_claim_is_measured_with_a_verdict(rows):
 def test_the_verdicts(rows):
     assert rows[1]["verdict"] == "holds approximately (8,520 batches, 1 more; the last holds 8 samples)"
     assert rows[3]["verdict"].startswith("holds approximately (136,312 samples, 8 more; loss_sum ")
-    assert rows[7]["verdict"].startswith("holds approximately (8,520 batches, 1 more; loss_sum ")
+    # claim 7: the counts are one batch off, but its ~74,000 and 8.68 are more than 5 % below the recorded
+    # run's (whose epoch-1 loss, 9.3064, is within 1.6 % of the write-up's own console): a real refutation
+    assert rows[7]["verdict"] == "refuted"
+    assert "loss_sum = 79,290 (+7.1 %)" in rows[7]["measured"] and "loss = 9.3064 (+7.2 %" in rows[7]["measured"]
     assert rows[2]["verdict"] == "holds"
     assert rows[4]["verdict"] == "refuted"
     assert rows[5]["verdict"] == "holds only if the accumulator is float16"
