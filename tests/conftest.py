@@ -13,6 +13,8 @@ import torch.nn.functional as F
 
 from accumbug.seeding import seed_everything
 
+collect_ignore_glob = ["doctor_corpus/*"]  # the doctor's inputs (scripts, notebooks, files), read by tests, never run
+
 
 def pytest_collection_modifyitems(config, items):
     """Mark every notebook cell (nbval items, from ``.ipynb`` files) slow."""

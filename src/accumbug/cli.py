@@ -1,4 +1,4 @@
-"""Command line: ``python -m accumbug reproduce``, ``run`` and ``audit``.
+"""Command line: ``python -m accumbug reproduce``, ``run``, ``audit`` and ``doctor``.
 
 ``reproduce`` is the incident in one command: one training run feeding the exact tracker,
 the incident's two (``python`` and ``float16`` accumulators) and the symptom's four
@@ -8,7 +8,9 @@ works -- then today's accumulator table, and writes each saved file as its code 
 (``incident-history-*.json``) beside the run's own files and ``divergence.png``. ``run`` is
 any run. ``audit`` measures every claim of the write-up (``lessons/audit.py``) on the
 recorded run that ships with the package, prints the table and writes ``claims.md`` (and,
-with ``--incident``, the write-up annotated claim by claim).
+with ``--incident``, the write-up annotated claim by claim). ``doctor PATH...`` checks a
+user's own scripts, history files and console logs (``doctor/``): exit 0 when it finds
+nothing, 1 when it finds something, 2 for a path it cannot use.
 Nothing is written outside the current folder unless ``--out`` or ``--claims`` says so.
 
 Bad arguments print one line naming the value and what is allowed, exit with code 2, and
@@ -35,6 +37,9 @@ from pathlib import Path
 
 from .data import PRESETS
 from .distributed import join, launched_by_torchrun, leave
+from .doctor.examine import examine
+from .doctor.findings import UnusableInput
+from .doctor.report import format_json, format_text
 from .history import atomic_write_text
 from .lessons.audit import claims_markdown, format_claims, incident_markdown, run_audit
 from .lessons.catalogue import NAIVE_RANK_KINDS, make_tracker
@@ -106,6 +111,11 @@ def _parser() -> _Parser:
     run.add_argument("--resume", type=Path, metavar="DIR",
                      help="continue the run folder DIR from its last completed epoch (--epochs may extend it)")
     _add_audit(commands)
+    doctor = commands.add_parser("doctor", help="check your own training code, history files and console logs")
+    doctor.add_argument("paths", nargs="+", metavar="PATH",
+                        help="scripts, notebooks, history files (JSON, Keras, HF trainer_state.json, Lightning "
+                             "metrics.csv), run folders, console logs, or folders of them")
+    doctor.add_argument("--json", action="store_true", help="print the findings as JSON on stdout")
     return parser
 
 
@@ -118,6 +128,13 @@ def _add_audit(commands) -> None:
                        help="where to write the markdown table (default claims.md in the current folder)")
     audit.add_argument("--incident", type=Path, help="also write the write-up annotated claim by claim "
                                                      "(the repository's copy: docs/incident.md)")
+
+
+def _doctor(args) -> int:
+    """Examine the paths and print the report: exit 0 when nothing is found, 1 when something is."""
+    examination = examine(args.paths)  # UnusableInput: exit 2, in main
+    print(format_json(examination) if args.json else format_text(examination))
+    return 1 if examination.findings else 0
 
 
 def _audit(args) -> int:
@@ -204,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         if args.command == "audit":
             return _audit(args)
+        if args.command == "doctor":
+            return _doctor(args)
         config, trackers, out, resume, log = _configure(args)
         if launched_by_torchrun():
             ranks, device = join(config.device)
@@ -211,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         result = train(config, trackers, out=out, overwrite=getattr(args, "overwrite", False), resume=resume,
                        ranks=ranks, epoch_hook=log)
-    except (UsageError, ValueError) as error:
+    except (UsageError, ValueError, UnusableInput) as error:
         print(f"{_who()}: error: {error}", file=sys.stderr)
         return 2
     except NonFiniteLossError as error:

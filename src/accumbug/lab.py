@@ -10,6 +10,9 @@ that ``lab`` itself needs no ipywidgets.
 
 from .data import PRESETS, preset
 from .distributed import rank_shard, torchrun_command, torchrun_run
+from .doctor.examine import examine
+from .doctor.findings import CODES as DOCTOR_CODES
+from .doctor.report import format_text as format_doctor
 from .history import load_history
 from .lessons.audit import format_claims, recorded_run, run_audit
 from .lessons.catalogue import make_tracker, make_trackers
@@ -76,6 +79,7 @@ from .train import TrainConfig, train
 __all__ = [
     "ACCUMULATORS",
     "ASSUMED_EVIDENCE",
+    "DOCTOR_CODES",
     "EVIDENCE_BASIS",
     "INCIDENT_CONSOLE",
     "INCIDENT_CONSOLE_LOG",
@@ -100,12 +104,14 @@ __all__ = [
     "differing_lines",
     "divergence_rows",
     "epoch_stream",
+    "examine",
     "first_nonfinite",
     "fitting",
     "float16_overflow",
     "format_after_the_fix",
     "format_claims",
     "format_diagnosis",
+    "format_doctor",
     "format_evidence_comparison",
     "format_gallery",
     "format_rows",

@@ -1,0 +1,117 @@
+"""The doctor end to end: what it reads, what it pairs, its report, its exit codes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from accumbug.cli import main
+from accumbug.doctor.examine import examine, fitting_mechanisms
+from accumbug.doctor.findings import CODES, Finding, ordered
+from accumbug.doctor.report import format_json, format_text
+from accumbug.trackers import ExactTracker
+from accumbug.train import TrainConfig, train
+
+CORPUS = Path(__file__).parent / "doctor_corpus"
+FILES = CORPUS / "files"
+INCIDENT = (FILES / "incident_history.json", FILES / "incident_console.log")
+
+
+def test_clean_code_and_healthy_files_give_nothing_and_exit_0(capsys):
+    healthy = [p for p in FILES.iterdir() if "healthy" in p.name]
+    assert main(["doctor", str(CORPUS / "code" / "clean"), *map(str, healthy)]) == 0
+    assert capsys.readouterr().out.strip().startswith("0 findings in 0 of ")
+
+
+def test_a_specimen_is_reported_and_exits_1(capsys):
+    assert main(["doctor", str(CORPUS / "code" / "lossy-serialiser" / "tutorial.py")]) == 1
+    out = capsys.readouterr().out
+    assert "error    lossy-serialiser" in out and "fix: write strict, lossless JSON" in out
+
+
+def test_json_output_has_every_field(capsys):
+    assert main(["doctor", "--json", str(CORPUS / "code" / "aliased-state")]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert document["findings"] and {f["code"] for f in document["findings"]} <= set(CODES)
+    for finding in document["findings"]:
+        assert set(finding) >= {"code", "path", "line", "message", "evidence", "consequence", "fix", "severity"}
+    assert sorted(document["examined"]) == sorted(str(p) for p in (CORPUS / "code" / "aliased-state").iterdir())
+
+
+def test_a_history_and_a_console_given_by_name_are_compared_but_not_when_found_by_walking(tmp_path):
+    named = examine(list(INCIDENT))
+    assert [f.code for f in named.findings].count("file-disagrees-with-console") == 1
+    for path in INCIDENT:
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    walked = examine([tmp_path])
+    assert "file-disagrees-with-console" not in {f.code for f in walked.findings}
+    assert "zeroed-history" in {f.code for f in walked.findings}
+
+
+def test_a_run_folder_is_read_with_its_console_and_is_healthy(tmp_path):
+    train(TrainConfig(preset="tiny", epochs=2), [ExactTracker()], out=tmp_path / "run")
+    (tmp_path / "notes.bin").write_bytes(b"\x00\x01")
+    result = examine([tmp_path])
+    assert result.findings == [] and result.examined == [str(tmp_path / "run")]
+    assert result.skipped == [str(tmp_path / "notes.bin")]
+
+
+@pytest.mark.slow
+def test_the_incident_pair_names_the_mechanisms_that_fit():
+    findings = examine(list(INCIDENT)).findings
+    disagree = next(f for f in findings if f.code == "file-disagrees-with-console")
+    assert "epochs 1-4" in disagree.evidence
+    assert ("console real every epoch: yes, saved accuracies non-zero: yes): broad-sanitiser, aliased-reset; "
+            "that do not:") in disagree.consequence
+
+
+@pytest.mark.slow
+def test_fitting_mechanisms_follow_the_gallery():
+    assert fitting_mechanisms({"console_real": True, "file_zero": True, "accuracies": True})[0] == [
+        "broad-sanitiser", "aliased-reset"]
+    assert "read-after-reset" in fitting_mechanisms({"console_real": True, "file_zero": True})[0]
+
+
+@pytest.mark.parametrize("content, why", [
+    (None, "no such file or folder"),
+    (b"\x00\x01\x02binary", "binary"),
+    (b"caf\xe9 latin-1", "not UTF-8"),
+    (b"", "empty"),
+    (b"just some words\n", "not a training script, notebook, history or console log"),
+])
+def test_unusable_input_is_one_line_on_stderr_and_exit_2(tmp_path, capsys, content, why):
+    path = tmp_path / "input.txt"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["doctor", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("accumbug: error: ") and str(path) in err and why in err
+
+
+def test_a_huge_file_is_refused_by_its_size_from_the_command_line(tmp_path):
+    huge = tmp_path / "huge.json"
+    with open(huge, "wb") as handle:
+        handle.truncate(200 * 1024 * 1024)
+    done = subprocess.run([sys.executable, "-m", "accumbug", "doctor", str(huge)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and str(huge) in done.stderr
+
+
+def test_findings_are_ordered_by_file_then_severity():
+    made = [Finding("host-sync-per-step", "b.py", 3, "e", "c"), Finding("mean-of-batch-means", "b.py", 9, "e", "c"),
+            Finding("lossy-serialiser", "a.py", 1, "e", "c")]
+    assert [(f.path, f.code) for f in ordered(made)] == [("a.py", "lossy-serialiser"), ("b.py", "mean-of-batch-means"),
+                                                         ("b.py", "host-sync-per-step")]
+    with pytest.raises(ValueError, match="code='typo': not in the doctor's vocabulary"):
+        Finding("typo", "a.py", 1, "e", "c")
+
+
+def test_text_report_groups_by_file_and_ends_with_the_summary():
+    result = examine([CORPUS / "code" / "host-sync-per-step"])
+    text = format_text(result)
+    assert text.splitlines()[-1] == (f"{len(result.findings)} findings in {len({f.path for f in result.findings})} of "
+                                     f"{len(result.examined)} inputs read (0 errors, 0 warnings, "
+                                     f"{len(result.findings)} info)")
+    assert json.loads(format_json(result))["findings"][0]["severity"] == "info"
