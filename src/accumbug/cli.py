@@ -16,7 +16,9 @@ Nothing is written outside the current folder unless ``--out`` or ``--claims`` s
 Bad arguments print one line naming the value and what is allowed, exit with code 2, and
 write nothing: every value is checked before the run folder is made. ``run --resume DIR``
 continues a run folder; ``--stop-on-nonfinite`` ends a run at its first NaN or infinite
-batch loss with exit code 3, keeping the completed epochs; ``--eval-only`` measures the
+batch loss with exit code 3, keeping the completed epochs; an epoch that cannot be committed
+(a full disk, a read-only folder) ends it with exit code 4, and Ctrl-C or SIGTERM at the
+next batch with 130 or 143, each in one line that says what was kept and how to resume; ``--eval-only`` measures the
 seeded model without training.
 
 Under ``torchrun --nproc-per-node N -m accumbug run ...`` every rank parses and checks the
@@ -46,9 +48,9 @@ from .lessons.catalogue import NAIVE_RANK_KINDS, make_tracker
 from .lessons.plots import figure_png, plot_divergence
 from .lessons.report import divergence_rows, format_table
 from .lessons.symptom import format_symptom, incident_files, symptom_rows, symptom_trackers
-from .runfolder import CONFIG, RunFolder
+from .runfolder import CONFIG, CommitError, RunFolder
 from .specimens.incident_log import IncidentLog
-from .train import AMP_MODES, SCHEDULES, NonFiniteLossError, TrainConfig, run_config, train
+from .train import AMP_MODES, SCHEDULES, NonFiniteLossError, RunStopped, TrainConfig, run_config, train
 
 __all__ = ["DISTRIBUTED_TRACKERS", "REPRODUCE_TRACKERS", "main"]
 
@@ -215,6 +217,21 @@ def _report(config: TrainConfig, result, log: IncidentLog | None) -> None:
     result.folder.write_file("divergence.png", figure_png(figure))
 
 
+EXIT_CODES = {NonFiniteLossError: 3, CommitError: 4}  # and 130 for SIGINT or a second Ctrl-C, 143 for SIGTERM
+
+
+def _stopped(error: BaseException) -> int:
+    """One line on stderr for a run that ended early, and its exit code."""
+    if isinstance(error, KeyboardInterrupt):
+        print(f"{_who()}: stopped at once by a second interrupt; the run folder keeps the epochs committed before",
+              file=sys.stderr)
+        return 130
+    print(f"{_who()}: stopped: {error}", file=sys.stderr)
+    if isinstance(error, RunStopped):
+        return 143 if error.signal_name == "SIGTERM" else 130
+    return EXIT_CODES[type(error)]
+
+
 def main(argv: list[str] | None = None) -> int:
     ranks = None
     try:
@@ -233,9 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError, UnusableInput) as error:
         print(f"{_who()}: error: {error}", file=sys.stderr)
         return 2
-    except NonFiniteLossError as error:
-        print(f"{_who()}: stopped: {error}", file=sys.stderr)
-        return 3
+    except (NonFiniteLossError, CommitError, RunStopped, KeyboardInterrupt) as error:
+        return _stopped(error)
     finally:
         leave()
     if ranks is not None and not ranks.writes_files:

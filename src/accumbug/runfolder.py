@@ -44,7 +44,8 @@ import torch
 
 from .history import HistoryFileError, atomic_write_bytes, load_history
 
-__all__ = ["CHECKPOINT", "COMMIT", "CONFIG", "CONSOLE", "PHASES", "RECORDED_STATES", "RUN_FORMAT", "RunFolder",
+__all__ = ["CHECKPOINT", "COMMIT", "CONFIG", "CONSOLE", "PHASES", "RECORDED_STATES", "RUN_FORMAT", "CommitError", "committed_epochs",
+           "RunFolder",
            "RunFolderError", "history_filename", "history_key", "series"]
 
 CONFIG, COMMIT, CONSOLE, CHECKPOINT = "config.json", "commit.json", "console.log", "checkpoint.pt"
@@ -58,6 +59,20 @@ _STAGING = ".staging-"  # a run folder being created, beside it
 
 class RunFolderError(ValueError):
     """A run folder that cannot be used as asked (exists, unwritable, not a run folder, changed by hand)."""
+
+
+class CommitError(OSError):
+    """An epoch could not be committed (a full disk, a folder made read-only, any ``OSError``).
+
+    The run folder is left as after its last commit (or, when only the tidying after a commit
+    failed, with that commit); the message names the folder, the epoch, why, the epochs kept
+    and how to continue.
+    """
+
+
+def committed_epochs(count: int) -> str:
+    """``epoch 1`` or ``epochs 1-N``: what a run folder keeps, in the messages of a run that ended early."""
+    return "epoch 1" if count == 1 else f"epochs 1-{count}"
 
 
 def history_filename(tracker_name: str) -> str:
@@ -226,7 +241,31 @@ class RunFolder:
     # -- writing ---------------------------------------------------------------------------------
 
     def commit_epoch(self, epoch: int, files: dict[str, bytes], epoch_seconds: list[float]) -> None:
-        """Make ``files`` the run folder's committed state after ``epoch``, all at once."""
+        """Make ``files`` the run folder's committed state after ``epoch``, all at once.
+
+        An ``OSError`` on the way (``ENOSPC``, ``EROFS``, ...) leaves the folder as after its
+        last commit, the new epoch's files removed, and raises ``CommitError``.
+        """
+        try:
+            self._commit(epoch, files, epoch_seconds)
+        except OSError as error:
+            kept = self.epochs
+            if kept == epoch:  # committed; only the tidying after it failed: the next writer removes what is left
+                raise CommitError(f"{str(self.path)!r}: epoch {epoch} was committed, but tidying the folder after "
+                                  f"it failed ({error.strerror or error}); the folder keeps "
+                                  f"{committed_epochs(kept)}; continue with --resume {self.path}") from None
+            try:
+                self.remove_uncommitted()
+            except OSError:
+                pass  # a folder made read-only: readers still follow commit.json; the next writer cleans up
+            where = f"{str(self.path)!r}: epoch {epoch} could not be saved ({error.strerror or error})"
+            if not kept:
+                raise CommitError(f"{where}; no epoch was committed, so there is nothing to resume: "
+                                  "free space or fix the folder and start the run again") from None
+            raise CommitError(f"{where}; the folder keeps {committed_epochs(kept)} as committed; free space or fix "
+                              f"the folder, then continue with --resume {self.path}") from None
+
+    def _commit(self, epoch: int, files: dict[str, bytes], epoch_seconds: list[float]) -> None:
         self.remove_uncommitted()
         final = self.path / _EPOCH_FOLDER.format(epoch)
         partial = self.path / f"{_PARTIAL}{uuid.uuid4().hex}"

@@ -36,7 +36,10 @@ import math
 import platform
 import random
 import shutil
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -58,13 +61,14 @@ from .runfolder import (
     RECORDED_STATES,
     RunFolder,
     RunFolderError,
+    committed_epochs,
     history_filename,
     history_key,
 )
 from .seeding import seed_everything
 from .trackers import TOPK, Tracker
 
-__all__ = ["AMP_MODES", "SCHEDULES", "EpochHook", "LossHook", "NonFiniteLossError", "Schedule", "TrainConfig", "TrainResult", "format_epoch_line",
+__all__ = ["AMP_MODES", "SCHEDULES", "EpochHook", "LossHook", "NonFiniteLossError", "RunStopped", "Schedule", "TrainConfig", "TrainResult", "format_epoch_line",
            "run_config", "train"]
 
 AMP_MODES = ("off", "float16", "bfloat16")
@@ -78,6 +82,46 @@ EpochHook = Callable[[int, Tracker, dict], None]  # (1-based epoch, tracker, its
 
 class NonFiniteLossError(RuntimeError):
     """A batch loss was NaN or infinite and the run was asked to stop on the first one."""
+
+
+class RunStopped(Exception):
+    """Ctrl-C or SIGTERM stopped the run at a batch boundary; nothing partial was committed.
+
+    ``signal_name`` is ``SIGINT`` or ``SIGTERM``; ``result`` holds the completed epochs (their
+    histories, console lines and timings), so an interrupted notebook cell keeps them.
+    """
+
+    def __init__(self, message: str, signal_name: str, result: "TrainResult"):
+        super().__init__(message)
+        self.signal_name, self.result = signal_name, result
+
+
+class _StopRequest:
+    """A signal handler: the first SIGINT or SIGTERM asks the run to stop at the next batch; a second stops at once."""
+
+    def __init__(self):
+        self.signal: str | None = None
+
+    def __call__(self, number, frame) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt  # a second signal: at once (commits are atomic, so nothing is corrupted)
+        self.signal = signal.Signals(number).name
+
+
+@contextmanager
+def _stop_on_signals(active: bool):
+    """While training, SIGINT and SIGTERM go to a ``_StopRequest`` (main thread only), then the old handlers return."""
+    request = _StopRequest()
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    names = [name for name in ("SIGINT", "SIGTERM") if hasattr(signal, name)]
+    previous = {name: signal.signal(getattr(signal, name), request) for name in names}
+    try:
+        yield request
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
 
 
 def _whole(name: str, value, minimum: int) -> None:
@@ -293,7 +337,8 @@ def train(config: TrainConfig, trackers, *, out=None, overwrite: bool = False, t
     if resume:
         run.restore()
     try:
-        return run.epochs()
+        with _stop_on_signals(ranks is None) as run.stop:
+            return run.epochs()
     except BaseException:
         if folder is not None and not resume and folder.epochs == 0:
             shutil.rmtree(folder.path, ignore_errors=True)  # nothing completed: leave no half-made run folder
@@ -357,6 +402,7 @@ class _Run:
             if trajectory:
                 self.result.trajectories[tracker.name] = []
         self.done = 0
+        self.stop = _StopRequest()  # replaced by train() with the one its signal handlers feed
         self.model.train(not config.eval_only)
 
     def restore(self) -> None:
@@ -414,12 +460,28 @@ class _Run:
                     f"(stop_on_nonfinite); the run folder holds the {epoch - 1} completed epoch(s)")
             self.optimize(loss, self.config.learning_rate(step + index, len(batches)))
             self.feed(loss.detach(), per_sample, outputs.detach(), labels, metadata, seen)
+            if self.stop.signal is not None:
+                bar.close()
+                raise self.stopped(epoch, index + 1, len(batches))
             if self.config.progress and self.talks and (index % POSTFIX_EVERY == 0 or index == len(batches) - 1):
                 bar.set_postfix(_postfix(self.trackers[0].get_metrics()), refresh=False)
         bar.close()
         if seen is not None:
             self.result.records.append({key: torch.cat(values) for key, values in seen.items()})
         return nonfinite
+
+    def stopped(self, epoch: int, batch: int, batches: int) -> RunStopped:
+        """The ``RunStopped`` for a signal received during ``epoch``: what was kept, and how to go on."""
+        kept = 0 if self.folder is None else self.folder.epochs
+        if self.folder is None:
+            where = f"{epoch - 1} completed epoch(s) are in this exception's result"
+        elif kept:
+            where = (f"the run folder {str(self.folder.path)!r} keeps {committed_epochs(kept)}; continue with "
+                     f"--resume {self.folder.path}")
+        else:
+            where = "no epoch was completed, so no run folder is left; start the run again"
+        return RunStopped(f"{self.stop.signal} during epoch {epoch} (batch {batch} of {batches}); nothing partial "
+                          f"was saved; {where}", self.stop.signal, self.result)
 
     def step(self, step: int, images, labels):
         """Forward and loss of one batch: the batch-mean loss, per-sample losses where needed, outputs."""

@@ -1,0 +1,146 @@
+"""Faults beyond SIGKILL: a full disk at commit, Ctrl-C and SIGTERM; one line, an exit code, nothing to clean up."""
+
+import errno
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from accumbug import runfolder
+from accumbug.cli import main
+from accumbug.runfolder import COMMIT, CommitError, RunFolder, committed_epochs
+from accumbug.trackers import ExactTracker
+from accumbug.train import RunStopped, TrainConfig, train
+
+CONFIG = TrainConfig(preset="tiny", epochs=3, samples=128)  # 8 batches an epoch
+BATCHES = 8
+posix_only = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="sends POSIX signals to a child process")
+
+
+def _full_disk_on(call: int, real):
+    """A stand-in for ``real`` that raises ENOSPC on its ``call``-th use (1-based)."""
+    calls = []
+
+    def write(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+    return write
+
+
+def _leftovers(out):
+    return sorted(p.name for p in out.iterdir() if p.name.startswith(".")) + sorted(
+        p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}"))
+
+
+def _same_files(a, b):
+    folder_a, folder_b = RunFolder(a), RunFolder(b)
+    for name in folder_a.commit()["files"]:
+        assert folder_a.file_path(name).read_bytes() == folder_b.file_path(name).read_bytes(), name
+
+
+def test_a_full_disk_at_epoch_2_keeps_epoch_1_and_resume_continues_byte_identically(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    monkeypatch.setattr(runfolder, "_write_folder", _full_disk_on(3, runfolder._write_folder))  # config, e1, e2
+    with pytest.raises(CommitError) as raised:
+        train(CONFIG, [ExactTracker()], out=out)
+    assert str(raised.value) == (f"{str(out)!r}: epoch 2 could not be saved (No space left on device); the folder "
+                                 f"keeps epoch 1 as committed; free space or fix the folder, then continue with "
+                                 f"--resume {out}")
+    folder = RunFolder(out)
+    assert folder.epochs == 1 and sorted(p.name for p in out.iterdir()) == ["commit.json", "config.json", "epoch-0001"]
+    folder.verify()
+    assert _leftovers(out) == []
+    monkeypatch.undo()
+    train(CONFIG, [ExactTracker()], out=out, resume=True)
+    train(CONFIG, [ExactTracker()], out=tmp_path / "whole")
+    _same_files(out, tmp_path / "whole")
+
+
+def test_a_full_disk_at_the_commit_record_removes_the_new_epoch_folder(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    real = runfolder.atomic_write_bytes
+    monkeypatch.setattr(runfolder, "atomic_write_bytes", _full_disk_on(2, real))  # commit.json of epoch 2
+    with pytest.raises(CommitError, match="epoch 2 could not be saved"):
+        train(CONFIG, [ExactTracker()], out=out)
+    assert RunFolder(out).epochs == 1 and not (out / "epoch-0002").exists() and _leftovers(out) == []
+
+
+def test_a_full_disk_before_the_first_commit_leaves_no_folder(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    monkeypatch.setattr(runfolder, "_write_folder", _full_disk_on(2, runfolder._write_folder))
+    with pytest.raises(CommitError, match="no epoch was committed, so there is nothing to resume"):
+        train(CONFIG, [ExactTracker()], out=out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_command_line_says_it_in_one_line_with_exit_code_4(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    monkeypatch.setattr(runfolder, "_write_folder", _full_disk_on(3, runfolder._write_folder))
+    code = main(["run", "--preset", "tiny", "--samples", "128", "--epochs", "3", "--tracker", "exact", "--out",
+                 str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 4 and err.count("\n") == 0
+    assert err.startswith("accumbug: stopped: ") and f"continue with --resume {out}" in err
+
+
+def _signal_at(step: int, times: int = 1):
+    """A loss hook that raises SIGINT ``times`` times in the process at 1-based step ``step``."""
+    def hook(at, loss):
+        if at == step:
+            for _ in range(times):
+                signal.raise_signal(signal.SIGINT)
+        return loss
+    return hook
+
+
+def test_ctrl_c_stops_at_the_next_batch_keeping_the_completed_epochs(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(RunStopped) as raised:
+        train(CONFIG, [ExactTracker()], out=out, loss_hook=_signal_at(BATCHES + 3))
+    assert str(raised.value) == (f"SIGINT during epoch 2 (batch 3 of {BATCHES}); nothing partial was saved; the run "
+                                 f"folder {str(out)!r} keeps epoch 1; continue with --resume {out}")
+    assert raised.value.result.histories["exact"]["train_loss"] and len(raised.value.result.epoch_seconds) == 1
+    assert RunFolder(out).epochs == 1 and _leftovers(out) == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are given back
+    train(CONFIG, [ExactTracker()], out=out, resume=True)
+    train(CONFIG, [ExactTracker()], out=tmp_path / "whole")
+    _same_files(out, tmp_path / "whole")
+
+
+def test_ctrl_c_before_the_first_commit_leaves_no_folder(tmp_path):
+    with pytest.raises(RunStopped, match="no epoch was completed, so no run folder is left"):
+        train(CONFIG, [ExactTracker()], out=tmp_path / "run", loss_hook=_signal_at(2))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_ctrl_c_stops_at_once_without_harm(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(CONFIG, [ExactTracker()], out=out, loss_hook=_signal_at(BATCHES + 3, times=2))
+    assert RunFolder(out).epochs == 1 and _leftovers(out) == []
+    RunFolder(out).verify()
+
+
+@posix_only
+@pytest.mark.slow
+@pytest.mark.parametrize("sent, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_to_the_command_line_run_ends_it_in_one_line(tmp_path, sent, code):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "accumbug", "run", "--preset", "tiny", "--epochs", "400",
+                             "--tracker", "exact", "--out", str(out), "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / COMMIT).exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(sent)
+    _, err = proc.communicate(timeout=60)
+    kept = RunFolder(out).epochs
+    assert proc.returncode == code and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith(f"accumbug: stopped: {signal.Signals(sent).name} during epoch ")
+    assert f"keeps {committed_epochs(kept)}; continue with --resume {out}" in err
+    RunFolder(out).verify()
+    assert _leftovers(out) == []
