@@ -1,6 +1,7 @@
 """Faults beyond SIGKILL: a full disk at commit, Ctrl-C and SIGTERM; one line, an exit code, nothing to clean up."""
 
 import errno
+import os
 import signal
 import subprocess
 import sys
@@ -144,3 +145,46 @@ def test_a_signal_to_the_command_line_run_ends_it_in_one_line(tmp_path, sent, co
     assert f"keeps {committed_epochs(kept)}; continue with --resume {out}" in err
     RunFolder(out).verify()
     assert _leftovers(out) == []
+
+
+def _mounted_tmpfs(where, megabytes: int) -> bool:
+    """A real tmpfs of ``megabytes`` at ``where`` (root on Linux only); False where it cannot be made."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return False
+    where.mkdir()
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(where)],
+                          capture_output=True, check=False).returncode == 0
+
+
+def _fill(folder):
+    """Write into ``folder`` until the disk is full."""
+    with open(folder / "filler", "wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+
+
+def test_a_real_full_disk_keeps_the_last_commit_and_resume_continues(tmp_path):
+    disk = tmp_path / "disk"
+    if not _mounted_tmpfs(disk, 4):
+        pytest.skip("needs root on Linux to mount a small tmpfs")
+    try:
+        out = disk / "run"
+
+        def fill_in_epoch_2(step, loss):
+            if step == BATCHES + 1:
+                _fill(disk)
+            return loss
+        with pytest.raises(CommitError, match="epoch 2 could not be saved \\(No space left on device\\)"):
+            train(CONFIG, [ExactTracker()], out=out, loss_hook=fill_in_epoch_2)
+        assert RunFolder(out).epochs == 1 and _leftovers(out) == []
+        RunFolder(out).verify()
+        (disk / "filler").unlink()
+        train(CONFIG, [ExactTracker()], out=out, resume=True)
+        train(CONFIG, [ExactTracker()], out=tmp_path / "whole")
+        _same_files(out, tmp_path / "whole")
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
