@@ -23,13 +23,13 @@ from ..specimens.serialisers import incident_lossy_dumps
 from ..train import TrainResult
 from .streams import first_nonfinite, stall_start
 
-__all__ = ["Html", "RANK_COLUMNS", "differing_lines", "divergence_rows", "format_rows", "format_table",
+__all__ = ["Html", "RANK_COLUMNS", "differing_lines", "divergence_rows", "format_rows", "format_table", "strict_history",
            "format_verdicts", "format_wrapped", "limit_rows", "rank_rows", "run_verdicts", "incident_comparison", "source_side_by_side"]
 
 EXACT = "exact"
 
 
-def _strict_history(result: TrainResult, name: str) -> dict:
+def strict_history(result: TrainResult, name: str) -> dict:
     """The history as the strict file holds it: read from the run folder, else round-tripped."""
     if result.folder is not None and result.folder.epochs:
         return result.folder.history(name)
@@ -52,7 +52,7 @@ def divergence_rows(result: TrainResult, metric: str = "loss", names=None) -> li
         if names is not None and name not in names:
             continue
         lossy = loads_strict(incident_lossy_dumps(history))[key]
-        strict = _strict_history(result, name)[key]
+        strict = strict_history(result, name)[key]
         for index, value in enumerate(history[key]):
             truth = exact[index] if exact is not None else None
             error = (value - truth) / truth * 100 if truth not in (None, 0) else None
@@ -291,7 +291,7 @@ def run_verdicts(result: TrainResult) -> list[tuple[str, bool]]:
     for name in (n for n in histories if n.endswith((":float16", ":bfloat16"))):
         values = series(histories[name], "loss")
         if not all(math.isfinite(v) for v in values):
-            strict = series(_strict_history(result, name), "loss")
+            strict = series(strict_history(result, name), "loss")
             checks.append((f"{name}: where memory/console is non-finite, the incident's JSON holds 0.0 and the strict file "
                            f"the same non-finite value",
                            all(z == 0.0 and (s == v or (math.isnan(s) and math.isnan(v)))

@@ -32,7 +32,7 @@ from ..specimens.gallery_trackers import (
 )
 from ..specimens.incident_log import IncidentLog
 from ..train import TrainResult
-from .report import _strict_history, format_rows
+from .report import format_rows, strict_history
 
 __all__ = ["CODE_PATHS", "SYMPTOMS", "format_symptom", "format_symptom_verdicts", "incident_files", "symptom_rows",
            "symptom_trackers", "symptom_verdicts"]
@@ -82,7 +82,7 @@ def symptom_rows(result: TrainResult, log: IncidentLog) -> list[dict]:
         names = [next(t for t in log.histories if t.startswith(cls.kind + ":")) for cls in (broken, fixed)]
         for code, name in zip(CODE_PATHS, names):
             rows.append(_row(result, mechanism, code, name, read_back(log.saved(name))))
-        rows.append(_row(result, mechanism, CODE_PATHS[2], names[0], _strict_history(result, names[0])))
+        rows.append(_row(result, mechanism, CODE_PATHS[2], names[0], strict_history(result, names[0])))
     return rows
 
 
