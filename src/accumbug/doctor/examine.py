@@ -13,7 +13,6 @@ not (``lessons/mechanisms.py``; the gallery runs once per process, on first need
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -23,11 +22,10 @@ from ..runfolder import CONFIG, CONSOLE, RunFolder
 from .code_checks import check_notebook, check_python
 from .consoles import Console, canonical_name, compare, looks_like_console, read_console
 from .findings import Finding, UnusableInput, ordered
-from .histories import History, check_history, read_histories, read_text
+from .histories import History, check_history, csv_header, read_histories, read_text
 
 __all__ = ["Examination", "examine", "fitting_mechanisms"]
 
-_CSV_NAME = re.compile(r"[a-z_][\w./-]*")  # a column name: no spaces, no "=" or ":"
 WALKED_SUFFIXES = {".py", ".ipynb", ".json", ".csv", ".log", ".txt"}  # what a folder walk looks at
 
 
@@ -51,8 +49,7 @@ def _kind(text: str, path: Path) -> str:
                                        for line in text.splitlines())
     if code:  # before the others: a script's docstring or prints may mention "epoch, loss"
         return "python"
-    header = text.split("\n", 1)[0].strip().lower().split(",")
-    if len(header) > 1 and all(_CSV_NAME.fullmatch(n.strip()) for n in header) and {"epoch", "step"} & set(header):
+    if csv_header(text) is not None:
         return "history"  # a CSV of metrics: named columns, one of them epoch or step
     if looks_like_console(text):
         return "console"

@@ -38,7 +38,7 @@ from ..history import HISTORY_FORMAT, HistoryFileError, decode_nonfinite, loads_
 from ..runfolder import COMMIT, CONFIG, RunFolder, RunFolderError
 from .findings import Finding, UnusableInput
 
-__all__ = ["HISTORY_KINDS", "MAX_BYTES", "History", "check_history", "format_numbers", "read_histories",
+__all__ = ["HISTORY_KINDS", "MAX_BYTES", "History", "check_history", "csv_header", "format_numbers", "read_histories",
            "read_history", "read_text"]
 
 MAX_BYTES = 64 * 1024 * 1024  # the largest file the doctor reads; checked with os.stat before reading
@@ -262,7 +262,7 @@ def _json_history(text: str, path) -> History:
 # -- CSV -------------------------------------------------------------------------------------------
 
 
-def _csv_header(text: str) -> list[str] | None:
+def csv_header(text: str) -> list[str] | None:
     """The header of a metrics CSV (names only, ``epoch`` or ``step`` among them), or None."""
     first = text.lstrip("\n").split("\n", 1)[0].strip()
     names = [name.strip() for name in first.split(",")]
@@ -313,7 +313,7 @@ def _file_history(path) -> History:
         raise UnusableInput(f"{path}: empty file")
     if stripped[0] in "{[":
         return _json_history(text, path)
-    header = _csv_header(text)
+    header = csv_header(text)
     if header is not None:
         return _csv_history(text, path, header)
     raise UnusableInput(f"{path}: not a history the doctor knows (neither JSON nor a CSV with an epoch or "

@@ -55,8 +55,8 @@ from .weights import bitwise_equal, toy_sgd, trained_weights
 
 __all__ = ["ASSUMED", "ASSUMED_EVIDENCE", "EVIDENCE", "EVIDENCE_BASIS", "EVIDENCE_STATUS", "FIXED_SPECIMENS",
            "MECHANISMS", "Mechanism", "OBSERVED", "OBSERVED_EVIDENCE", "Outcome", "after_line_repeats_console",
-           "after_the_fix", "after_the_fix_conclusion", "diagnosis", "epoch_stream", "evidence_comparison", "exact_loss", "fitting",
-           "format_after_the_fix", "format_diagnosis", "format_evidence_comparison", "format_gallery", "gallery",
+           "after_the_fix", "after_the_fix_conclusion", "console_is_real", "diagnosis", "epoch_stream", "evidence_comparison", "exact_loss", "fitting",
+           "format_after_the_fix", "format_diagnosis", "format_values", "format_evidence_comparison", "format_gallery", "gallery",
            "incident_scenario", "log_epochs", "mechanism", "observed_evidence", "scenario_losses", "with_the_fix"]
 
 SPREAD = 0.2  # each epoch's batch losses fall from (console loss + SPREAD) to (console loss - SPREAD)
@@ -407,8 +407,13 @@ def gallery(keys=None, fix: bool = False) -> dict[str, Outcome]:
     return {key: _run(key, fix) for key in (keys or _BY_KEY)}
 
 
+def console_is_real(console: list[float], exact: list[float]) -> bool:
+    """Whether every printed loss is finite and within ``REAL_WITHIN`` of the exact loss (the write-up's evidence)."""
+    return all(math.isfinite(c) and abs(c - e) <= REAL_WITHIN * abs(e) for c, e in zip(console, exact))
+
+
 def _console_real(outcome: Outcome) -> bool:
-    return all(math.isfinite(c) and abs(c - e) <= REAL_WITHIN * abs(e) for c, e in zip(outcome.console, outcome.exact))
+    return console_is_real(outcome.console, outcome.exact)
 
 
 EVIDENCE: dict[str, tuple[str, Callable[[Outcome], bool]]] = {
@@ -486,7 +491,8 @@ def format_evidence_comparison(rows: list[dict]) -> str:
                       f"fit the observed evidence:   {_names(compared['observed'])}", change])
 
 
-def _values(values: list[float]) -> str:
+def format_values(values: list[float]) -> str:
+    """Losses as a list with 4 decimals (non-finite and huge values in short form)."""
     return "[" + ", ".join(f"{v:.4f}" if math.isfinite(v) and abs(v) < 1e6 else f"{v:.4g}" for v in values) + "]"
 
 
@@ -498,8 +504,8 @@ def format_gallery(outcomes: dict[str, Outcome]) -> str:
         blocks.append("\n".join([
             f"{key} -- {chosen.title} ({outcome.batches:,} batches per epoch)",
             f"  cause:   {chosen.cause}", f"  fix:     {chosen.fix}",
-            f"  console  {_values(outcome.console)}", f"  file     {_values(outcome.file)}",
-            f"  exact    {_values(outcome.exact)}", f"  weights  {'fine' if outcome.weights_fine else 'changed'}",
+            f"  console  {format_values(outcome.console)}", f"  file     {format_values(outcome.file)}",
+            f"  exact    {format_values(outcome.exact)}", f"  weights  {'fine' if outcome.weights_fine else 'changed'}",
             *([f"  epoch 1  loss_sum {trajectory_note(outcome.trajectory)}"] if trajectory_note(outcome.trajectory) else [])]))
     return "\n\n".join(blocks)
 
@@ -559,7 +565,7 @@ def after_the_fix_conclusion(rows: list[dict]) -> str:
     before = [row for row in rows if row["before_console_real"] and row["before_zeros"]]
     after = [row["mechanism"] for row in rows if row["after_equals_console"]]
     if before:
-        saved = " or ".join(sorted({_values(row["after_file"]) for row in before}))
+        saved = " or ".join(sorted({format_values(row["after_file"]) for row in before}))
         names = _names(row["mechanism"] for row in before)
         found = f"the mechanisms that give the before (console real, file 0.0), {names}, still save {saved}"
         parts = [f"{found} after the fix"]
@@ -575,7 +581,7 @@ def after_the_fix_conclusion(rows: list[dict]) -> str:
 def format_after_the_fix(rows: list[dict]) -> str:
     """``after_the_fix`` rows as a plain-text table, then ``after_the_fix_conclusion``."""
     shown = [{**{key: ("yes" if value else "no") if isinstance(value, bool) else value for key, value in row.items()},
-              "after_file": _values(row["after_file"])} for row in rows]
+              "after_file": format_values(row["after_file"])} for row in rows]
     table = format_rows(shown, {"mechanism": "mechanism", "before_console_real": "before: console real",
                                 "before_zeros": "before: file 0.0", "after_file": "after the fix: file",
                                 "after_equals_console": "after = console before", "explains_both": "explains both"})

@@ -32,12 +32,12 @@ from ..specimens.gallery_trackers import (
 )
 from ..specimens.incident_log import IncidentLog
 from ..train import TrainResult
+from .mechanisms import console_is_real, format_values
 from .report import format_rows, strict_history
 
 __all__ = ["CODE_PATHS", "SYMPTOMS", "format_symptom", "format_symptom_verdicts", "incident_files", "symptom_rows",
            "symptom_trackers", "symptom_verdicts"]
 
-REAL_WITHIN = 0.02  # a console value is "real" when finite and within 2 % of the exact loss, as in the diagnosis
 
 # mechanism -> (the incident's tracker with the habit, the write-up's fixed tracker with it, the writer that saves)
 SYMPTOMS = {
@@ -86,14 +86,10 @@ def symptom_rows(result: TrainResult, log: IncidentLog) -> list[dict]:
     return rows
 
 
-def _losses(values: list[float]) -> str:
-    return "[" + ", ".join(f"{v:.4f}" for v in values) + "]"
-
-
 def format_symptom(rows: list[dict]) -> str:
     """``symptom_rows`` as a plain-text table: loss per epoch on the console, in the saved file, exact."""
-    shown = [{**row, "console": _losses(row["console"]), "saved": _losses(row["saved"]),
-              "saved_top5": _losses(row["saved_top5"]).replace("]", "] %"), "exact": _losses(row["exact"])}
+    shown = [{**row, "console": format_values(row["console"]), "saved": format_values(row["saved"]),
+              "saved_top5": format_values(row["saved_top5"]).replace("]", "] %"), "exact": format_values(row["exact"])}
              for row in rows]
     return format_rows(shown, {"mechanism": "mechanism", "code": "code", "console": "console loss",
                                "saved": "saved loss", "saved_top5": "saved top-5", "exact": "exact loss"})
@@ -106,7 +102,7 @@ def symptom_verdicts(row: dict) -> dict[str, bool]:
     """
     console, saved, exact = row["console"], row["saved"], row["exact"]
     return {
-        "console real": all(math.isfinite(c) and abs(c - e) <= REAL_WITHIN * e for c, e in zip(console, exact)),
+        "console real": console_is_real(console, exact),
         "saved loss all 0.0": all(v == 0.0 for v in saved),
         "saved accuracies non-zero": all(v > 0 for v in row["saved_top1"] + row["saved_top5"]),
         "saved = console": all(round(v, 4) == c for v, c in zip(saved, console)),
