@@ -112,6 +112,19 @@ def test_ctrl_c_stops_at_the_next_batch_keeping_the_completed_epochs(tmp_path):
     _same_files(out, tmp_path / "whole")
 
 
+def test_ctrl_c_in_an_epochs_last_batch_commits_that_epoch_first(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(RunStopped) as raised:
+        train(CONFIG, [ExactTracker()], out=out, loss_hook=_signal_at(BATCHES))
+    assert str(raised.value).startswith("SIGINT at the end of epoch 1; nothing partial was saved; the run folder ")
+    assert RunFolder(out).epochs == 1 and _leftovers(out) == []
+
+
+def test_a_signal_in_the_last_epochs_last_batch_lets_the_run_finish(tmp_path):
+    result = train(CONFIG, [ExactTracker()], out=tmp_path / "run", loss_hook=_signal_at(3 * BATCHES))
+    assert len(result.epoch_seconds) == 3 and RunFolder(tmp_path / "run").epochs == 3
+
+
 def test_ctrl_c_before_the_first_commit_leaves_no_folder(tmp_path):
     with pytest.raises(RunStopped, match="no epoch was completed, so no run folder is left"):
         train(CONFIG, [ExactTracker()], out=tmp_path / "run", loss_hook=_signal_at(2))
@@ -188,3 +201,70 @@ def test_a_real_full_disk_keeps_the_last_commit_and_resume_continues(tmp_path):
         _same_files(out, tmp_path / "whole")
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+RANK_RUN = ["-m", "accumbug", "run", "--preset", "tiny", "--tracker", "exact", "--tracker", "naive-rank0",
+            "--no-progress", "--device", "cpu"]
+
+
+def _rank_env(rank: int, world: int, port: int) -> dict:
+    """The environment torchrun gives rank ``rank``, without torchrun (so the test sees each rank's exit code)."""
+    return {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+
+
+def _wait_for_commit(out, processes) -> None:
+    deadline = time.monotonic() + 180
+    while not (out / COMMIT).exists() and time.monotonic() < deadline and all(p.poll() is None for p in processes):
+        time.sleep(0.05)
+    assert (out / COMMIT).exists(), "no epoch was committed"
+
+
+@posix_only
+@pytest.mark.slow
+def test_sigterm_to_one_rank_stops_every_rank_after_the_same_batch(tmp_path, free_port):
+    out, port = tmp_path / "run", free_port()
+    ranks = [subprocess.Popen([sys.executable, *RANK_RUN, "--epochs", "400", "--out", str(out)], env=_rank_env(r, 2, port),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    _wait_for_commit(out, ranks)
+    ranks[1].send_signal(signal.SIGTERM)  # rank 0 never receives it: it stops because the ranks agree
+    errors = [rank.communicate(timeout=120)[1] for rank in ranks]
+    assert [rank.returncode for rank in ranks] == [143, 143], errors
+    lines = [err.strip().splitlines()[-1] for err in errors]
+    assert all("Traceback" not in err for err in errors), errors
+    kept = RunFolder(out).epochs
+    where = {line.split("; nothing partial")[0].split(": stopped: ")[1] for line in lines}
+    assert len(where) == 1 and where.pop().startswith("SIGTERM during epoch ")  # the same epoch and batch
+    assert lines[0].startswith("accumbug rank 0 of 2: stopped: ") and lines[0].endswith(
+        f"keeps {committed_epochs(kept)}; continue with --resume {out} under torchrun --nproc-per-node 2")
+    assert lines[1].startswith("accumbug rank 1 of 2: stopped: ") and lines[1].endswith("rank 0 keeps the run folder")
+    RunFolder(out).verify()
+    assert _leftovers(out) == []
+
+
+@posix_only
+@pytest.mark.slow
+def test_sigterm_to_torchrun_keeps_rank_0s_folder_and_resume_continues_byte_identically(tmp_path, capsys):
+    from accumbug.distributed import TORCHRUN_VARIABLES, torchrun_command
+
+    env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARIABLES}
+    out, whole = tmp_path / "run", tmp_path / "whole"
+    args = RANK_RUN[3:]
+    launcher = subprocess.Popen(torchrun_command(2, [*args, "--epochs", "400", "--out", str(out)]), env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_commit(out, [launcher])
+    launcher.send_signal(signal.SIGTERM)  # torchrun forwards it to every rank and waits for them
+    _, err = launcher.communicate(timeout=120)
+    ours = [line for line in err.splitlines() if line.startswith("accumbug rank")]
+    assert sorted(line[:len("accumbug rank 0 of 2: stopped: SIGTERM")] for line in ours) == [
+        f"accumbug rank {r} of 2: stopped: SIGTERM" for r in range(2)], err
+    kept = RunFolder(out).epochs
+    RunFolder(out).verify()
+    assert sorted(p.name for p in out.iterdir()) == ["commit.json", "config.json", f"epoch-{kept:04d}"]
+    assert main(["run", "--resume", str(out), "--no-progress"]) == 2  # one process cannot continue two ranks' run
+    assert "resume it under torchrun --nproc-per-node 2" in capsys.readouterr().err
+    for command in ([*args, "--epochs", str(kept + 1), "--resume", str(out)],
+                    [*args, "--epochs", str(kept + 1), "--out", str(whole)]):
+        done = subprocess.run(torchrun_command(2, command), env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    _same_files(out, whole)

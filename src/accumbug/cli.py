@@ -175,8 +175,6 @@ def _configure(args: argparse.Namespace) -> tuple[TrainConfig, list, Path, bool,
     options.setdefault("progress", True)  # bars on in a terminal unless --no-progress
     resume = given.get("resume")
     distributed = launched_by_torchrun()
-    if resume is not None and distributed:
-        raise UsageError(f"--resume {resume}: a run under torchrun cannot be resumed; start it again")
     if resume is not None:
         for clash in ("out", "overwrite"):
             if clash in given:

@@ -55,6 +55,10 @@ class Ranks:
         """Sum ``tensor`` over all ranks, in place (``all_reduce``)."""
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
 
+    def max_(self, tensor: torch.Tensor) -> None:
+        """The largest value of ``tensor`` over all ranks, in place (the trainer's stop agreement)."""
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+
 
 def _as_tensor(value, device) -> torch.Tensor:
     """A state as a tensor to reduce: Python ints as int64, Python floats as float64."""

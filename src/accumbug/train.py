@@ -27,6 +27,10 @@ Under ``torchrun`` (``ranks=`` from ``distributed.join``) the model is wrapped i
 declare ``per_sample_loss`` get per-sample losses with the padding rows marked, and every
 tracker's declared states are combined at the end of the epoch (``distributed.sync_states``);
 rank 0 alone prints and writes the run folder (``05_distributed.ipynb``).
+
+Ctrl-C and SIGTERM stop the run at the next batch boundary with ``RunStopped`` (under
+torchrun, at a boundary all ranks agree on); nothing partial is committed
+(``docs/reliability.md``, section 6).
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ __all__ = ["AMP_MODES", "SCHEDULES", "EpochHook", "LossHook", "NonFiniteLossErro
 
 AMP_MODES = ("off", "float16", "bfloat16")
 POSTFIX_EVERY = 25  # batches between postfix updates: get_metrics may sync the device
+STOP_CHECK_EVERY = 25  # under torchrun, batches between the ranks' agreement on a stop request (one all_reduce)
 PROGRESS_SECONDS = 1.0  # at most one bar redraw a second: a notebook gets a few hundred messages, not thousands
 CHECKPOINT_FORMAT = "accumbug-checkpoint/2"
 RESUMABLE_CHANGES = ("epochs", "progress", "device")  # settings a resumed run may change
@@ -97,22 +102,27 @@ class RunStopped(Exception):
 
 
 class _StopRequest:
-    """A signal handler: the first SIGINT or SIGTERM asks the run to stop at the next batch; a second stops at once."""
+    """A signal handler: the first SIGINT or SIGTERM asks the run to stop at the next batch boundary.
 
-    def __init__(self):
-        self.signal: str | None = None
+    A second signal stops at once in one process. Under torchrun it is ignored
+    (``repeat_at_once=False``): a terminal's Ctrl-C reaches every rank and the launcher, which
+    forwards it, so a rank sees it twice; the launcher's own timeout is the hard stop there.
+    """
+
+    def __init__(self, repeat_at_once: bool = True):
+        self.number, self.repeat_at_once = 0, repeat_at_once
 
     def __call__(self, number, frame) -> None:
-        if self.signal is not None:
+        if self.number and self.repeat_at_once:
             raise KeyboardInterrupt  # a second signal: at once (commits are atomic, so nothing is corrupted)
-        self.signal = signal.Signals(number).name
+        self.number = self.number or int(number)
 
 
 @contextmanager
-def _stop_on_signals(active: bool):
+def _stop_on_signals(repeat_at_once: bool):
     """While training, SIGINT and SIGTERM go to a ``_StopRequest`` (main thread only), then the old handlers return."""
-    request = _StopRequest()
-    if not active or threading.current_thread() is not threading.main_thread():
+    request = _StopRequest(repeat_at_once)
+    if threading.current_thread() is not threading.main_thread():
         yield request
         return
     names = [name for name in ("SIGINT", "SIGTERM") if hasattr(signal, name)]
@@ -325,19 +335,18 @@ def train(config: TrainConfig, trackers, *, out=None, overwrite: bool = False, t
     """
     trackers = _check_trackers(trackers, trajectory)
     device = _resolve_device(config.device)
-    if ranks is not None and resume:
-        raise ValueError("resume=True: a run under torchrun cannot be resumed; start it again")
     if resume and out is None:
         raise ValueError("resume=True needs out=, the run folder to continue")
+    previous = RunFolder(out) if resume else None  # every rank reads it: it must be visible to all
     if out is not None and (ranks is None or ranks.writes_files):
-        folder = RunFolder(out) if resume else _new_folder(out, overwrite, config, device, trackers, ranks)
+        folder = previous or _new_folder(out, overwrite, config, device, trackers, ranks)
     else:
         folder = None
     run = _Run(config, trackers, device, folder, ranks, trajectory, records, (loss_hook, epoch_hook))
     if resume:
-        run.restore()
+        run.restore(previous)
     try:
-        with _stop_on_signals(ranks is None) as run.stop:
+        with _stop_on_signals(repeat_at_once=ranks is None) as run.stop:
             return run.epochs()
     except BaseException:
         if folder is not None and not resume and folder.epochs == 0:
@@ -353,9 +362,14 @@ def _new_folder(out, overwrite: bool, config: TrainConfig, device, trackers, ran
     return RunFolder.create(out, record, overwrite)
 
 
-def _check_resumable(folder: RunFolder, config: TrainConfig, names: list[str]) -> None:
-    """Refuse to resume ``folder`` with other settings or trackers, or with fewer epochs than it has."""
+def _check_resumable(folder: RunFolder, config: TrainConfig, names: list[str], ranks: Ranks | None) -> None:
+    """Refuse to resume ``folder`` with other settings, trackers or ranks, or with fewer epochs than it has."""
     saved = run_config(folder)
+    made = (folder.record.get("ranks") or {}).get("world", 1)
+    if made != (1 if ranks is None else ranks.world):
+        how = "in one process, without torchrun" if made == 1 else f"under torchrun --nproc-per-node {made}"
+        raise RunFolderError(f"ranks={1 if ranks is None else ranks.world}: the run in {str(folder.path)!r} was made "
+                             f"with {made}; resume it {how} (the shards decide the numbers)")
     for name in (f.name for f in fields(TrainConfig) if f.name not in RESUMABLE_CHANGES):
         if getattr(config, name) != getattr(saved, name):
             raise RunFolderError(f"{name}={getattr(config, name)!r}: the run in {str(folder.path)!r} was made with "
@@ -405,10 +419,10 @@ class _Run:
         self.stop = _StopRequest()  # replaced by train() with the one its signal handlers feed
         self.model.train(not config.eval_only)
 
-    def restore(self) -> None:
-        """Continue the run folder from its last committed epoch: states, histories, console."""
-        folder, names = self.folder, [t.name for t in self.trackers]
-        _check_resumable(folder, self.config, names)
+    def restore(self, folder: RunFolder) -> None:
+        """Continue ``folder`` from its last committed epoch: states, histories, console (every rank reads it)."""
+        names = [t.name for t in self.trackers]
+        _check_resumable(folder, self.config, names, self.ranks)
         if folder.commit() is None:
             raise RunFolderError(f"resume={str(folder.path)!r}: no epoch of this run was completed (no {COMMIT}); "
                                  "nothing to resume")
@@ -426,7 +440,8 @@ class _Run:
         for name, history in histories.items():
             self.result.console[name] = [_printed(history, self.config.phase, epoch) for epoch in range(folder.epochs)]
         self.done = folder.epochs
-        folder.remove_uncommitted()
+        if self.folder is not None:
+            self.folder.remove_uncommitted()
 
     def epochs(self) -> TrainResult:
         for epoch in range(self.done + 1, self.config.epochs + 1):
@@ -436,6 +451,9 @@ class _Run:
             self.result.epoch_seconds.append(time.perf_counter() - started)
             if self.folder is not None:
                 self.folder.commit_epoch(epoch, self.epoch_files(epoch), self.result.epoch_seconds)
+            stop = self.stop_signal(at_epoch_end=epoch < self.config.epochs)
+            if stop is not None:
+                raise self.stopped(stop, f"at the end of epoch {epoch}")
         return self.result
 
     def epoch(self, epoch: int) -> torch.Tensor:
@@ -460,9 +478,10 @@ class _Run:
                     f"(stop_on_nonfinite); the run folder holds the {epoch - 1} completed epoch(s)")
             self.optimize(loss, self.config.learning_rate(step + index, len(batches)))
             self.feed(loss.detach(), per_sample, outputs.detach(), labels, metadata, seen)
-            if self.stop.signal is not None:
+            stop = None if index + 1 == len(batches) else self.stop_signal(batch=index + 1)
+            if stop is not None:
                 bar.close()
-                raise self.stopped(epoch, index + 1, len(batches))
+                raise self.stopped(stop, f"during epoch {epoch} (batch {index + 1} of {len(batches)})")
             if self.config.progress and self.talks and (index % POSTFIX_EVERY == 0 or index == len(batches) - 1):
                 bar.set_postfix(_postfix(self.trackers[0].get_metrics()), refresh=False)
         bar.close()
@@ -470,18 +489,41 @@ class _Run:
             self.result.records.append({key: torch.cat(values) for key, values in seen.items()})
         return nonfinite
 
-    def stopped(self, epoch: int, batch: int, batches: int) -> RunStopped:
-        """The ``RunStopped`` for a signal received during ``epoch``: what was kept, and how to go on."""
+    def stop_signal(self, batch: int = 0, at_epoch_end: bool = False) -> str | None:
+        """The signal that stops the run after ``batch`` (1-based) or its epoch; under torchrun, one all ranks agree on.
+
+        A signal during an epoch's last batch lets that epoch be committed: the run stops at the
+        epoch's end (``at_epoch_end``; not after the last epoch, when the run is done anyway).
+        Ranks receive a signal at different moments, so each would stop at its own batch and
+        the others would wait in their next collective. Every ``STOP_CHECK_EVERY`` batches and
+        at an epoch's end the ranks take the largest signal number any of them received (one
+        ``all_reduce``), and all stop at the same place.
+        """
+        if not (batch or at_epoch_end):
+            return None
+        number = self.stop.number
+        if self.ranks is not None:
+            if batch % STOP_CHECK_EVERY:
+                return None
+            agreed = torch.tensor(number, dtype=torch.int64, device=self.device)
+            self.ranks.max_(agreed)
+            number = int(agreed)
+        return signal.Signals(number).name if number else None
+
+    def stopped(self, name: str, when: str) -> RunStopped:
+        """The ``RunStopped`` for signal ``name`` (received ``when``): what was kept, and how to go on."""
         kept = 0 if self.folder is None else self.folder.epochs
-        if self.folder is None:
-            where = f"{epoch - 1} completed epoch(s) are in this exception's result"
+        launcher = "" if self.ranks is None else f" under torchrun --nproc-per-node {self.ranks.world}"
+        if self.ranks is not None and not self.ranks.writes_files:
+            where = "rank 0 keeps the run folder"
+        elif self.folder is None:
+            where = f"{len(self.result.epoch_seconds)} completed epoch(s) are in this exception's result"
         elif kept:
             where = (f"the run folder {str(self.folder.path)!r} keeps {committed_epochs(kept)}; continue with "
-                     f"--resume {self.folder.path}")
+                     f"--resume {self.folder.path}{launcher}")
         else:
             where = "no epoch was completed, so no run folder is left; start the run again"
-        return RunStopped(f"{self.stop.signal} during epoch {epoch} (batch {batch} of {batches}); nothing partial "
-                          f"was saved; {where}", self.stop.signal, self.result)
+        return RunStopped(f"{name} {when}; nothing partial was saved; {where}", name, self.result)
 
     def step(self, step: int, images, labels):
         """Forward and loss of one batch: the batch-mean loss, per-sample losses where needed, outputs."""
