@@ -5,6 +5,8 @@ partial last batch, its exact mean, a free local port).
 (each cell of which nbval collects as an item), the audit, the browser and the longer runs.
 """
 
+import importlib
+import os
 import socket
 
 import pytest
@@ -55,3 +57,20 @@ def free_port():
             probe.bind(("127.0.0.1", 0))
             return probe.getsockname()[1]
     return pick
+
+
+@pytest.fixture(scope="session")
+def wild():
+    """A function that imports a framework of the ``[wild]`` extra, or skips the test naming it.
+
+    Under ``ACCUMBUG_REQUIRE_WILD=1`` (``.ci/run`` sets it, having installed the extra) a missing
+    framework fails the test instead: there every in-the-wild case must run.
+    """
+    def need(module: str):
+        try:
+            return importlib.import_module(module)
+        except ImportError as error:
+            if os.environ.get("ACCUMBUG_REQUIRE_WILD") == "1":
+                pytest.fail(f"{module} is missing under ACCUMBUG_REQUIRE_WILD=1: {error}")
+            pytest.skip(f"needs {module}: pip install -e \".[wild]\"")
+    return need
