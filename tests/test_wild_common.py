@@ -1,0 +1,86 @@
+"""The in-the-wild cases' shared parts: the uneven data set, the case record, the table and the figure."""
+
+import math
+import re
+
+import pytest
+import torch
+
+from accumbug.lessons.wild.cases import WildCase
+from accumbug.lessons.wild.data import OUTLIER_TARGET, uneven_data, zero_linear
+from accumbug.lessons.wild.summary import format_wild_case, format_wild_table, plot_wild
+
+
+def test_the_shared_data_has_a_partial_last_batch_of_outliers():
+    data = uneven_data()
+    assert len(data) == 1032 and data.outliers == tuple(range(1024, 1032))
+    sizes = [len(part) for part in data.losses().split(16)]
+    assert sizes == [16] * 64 + [8]
+    assert torch.all(data.losses()[1024:] == OUTLIER_TARGET ** 2)
+    exact = data.losses().sum().item() / 1032
+    assert data.exact() == pytest.approx(exact, rel=1e-15)
+    means = [data.losses()[i:i + 16].mean().item() for i in range(0, 1032, 16)]
+    assert data.mean_of_batch_means() == pytest.approx(sum(means) / 65, rel=1e-15)
+    assert data.mean_of_batch_means() > 1.2 * data.exact()  # the outliers make the error plain
+
+
+def test_exact_counts_each_index_once():
+    data = uneven_data(1031, outliers=[0])
+    assert data.exact([0, 1, 0]) == pytest.approx((data.losses()[0] + data.losses()[1]).item() / 2)
+
+
+def test_the_zero_model_predicts_zero_so_the_loss_is_the_squared_target():
+    data = uneven_data()
+    loss = torch.nn.functional.mse_loss(zero_linear()(data.features), data.targets, reduction="none")
+    assert torch.allclose(loss.detach().double().reshape(-1), data.losses(), rtol=1e-7, atol=0)  # float32 rounding
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"samples": 1}, "samples=1: must be a whole number >= 2"),
+    ({"samples": 10, "batch_size": 11}, "batch_size=11: must be a whole number from 1 to samples=10"),
+    ({"samples": 10, "batch_size": 4, "outliers": [10]}, "outliers=(10,): sample indices must lie in 0..9"),
+])
+def test_bad_data_settings_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        uneven_data(**kwargs)
+
+
+CASES = [WildCase("A", "1.0", "exact one", 1.4826, 1.482551, 1.482551),
+         WildCase("A", "1.0", "mean of batch means", 1.9635, 1.963454, 1.482551, "owner/repo#12"),
+         WildCase("B", "2.0", "overflowed state", None, math.inf, 1.482551)]
+
+
+def test_a_case_knows_its_errors_and_whether_it_is_exact():
+    exact, wrong, overflowed = CASES
+    assert exact.is_exact and not wrong.is_exact and not overflowed.is_exact
+    assert wrong.saved_error == pytest.approx(1.963454 / 1.482551 - 1)
+    assert overflowed.saved_error == math.inf and overflowed.displayed_error is None
+
+
+def test_the_table_has_a_row_per_case_with_its_error_and_upstream():
+    table = format_wild_table(CASES).splitlines()
+    assert len(table) == 2 + len(CASES)
+    assert table[3] == "| A 1.0 | mean of batch means | 1.9635 | 1.96345 | 1.48255 | +32.44 % | owner/repo#12 |"
+    assert table[4].endswith("| — | inf | 1.48255 | inf | — |")
+
+
+def test_the_figure_draws_every_case_and_labels_non_finite_ones():
+    axis = plot_wild(CASES).axes[0]
+    assert [t.get_text() for t in axis.get_yticklabels()] == ["A 1.0: exact one", "A 1.0: mean of batch means",
+                                                               "B 2.0: overflowed state"]
+    drawn = [line for line in axis.lines if len(line.get_xdata()) == 1]
+    assert len(drawn) == 5  # saved for three cases, displayed for two
+    assert [text.get_text() for text in axis.texts] == ["inf"]
+
+
+def test_a_case_prints_its_values_errors_console_and_reference():
+    case = WildCase("K", "3.5.0", "console", 3.1, 1.963454, 1.482551, "owner/repo#7", "averages twice",
+                    console="65/65 - loss: 3.1000")
+    assert format_wild_case(case).splitlines() == [
+        "K 3.5.0: console",
+        "  displayed  3.1   as printed: '65/65 - loss: 3.1000'",
+        "  saved      1.96345",
+        "  exact      1.48255",
+        "  error      saved +32.44 %, displayed +109.10 %",
+        "  upstream   owner/repo#7",
+        "  note       averages twice"]
