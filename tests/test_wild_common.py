@@ -8,7 +8,13 @@ import torch
 
 from accumbug.lessons.wild.cases import WildCase
 from accumbug.lessons.wild.data import OUTLIER_TARGET, uneven_data, zero_linear
-from accumbug.lessons.wild.summary import format_wild_case, format_wild_table, plot_wild
+from accumbug.lessons.wild.summary import (
+    format_wild_case,
+    format_wild_data,
+    format_wild_doctor,
+    format_wild_table,
+    plot_wild,
+)
 
 
 def test_the_shared_data_has_a_partial_last_batch_of_outliers():
@@ -84,3 +90,28 @@ def test_a_case_prints_its_values_errors_console_and_reference():
         "  error      saved +32.44 %, displayed +109.10 %",
         "  upstream   owner/repo#7",
         "  note       averages twice"]
+
+
+@pytest.mark.parametrize("outliers, line", [(None, "8 outliers (loss 64): samples 1024 to 1031"),
+                                            ([3, 9], "2 outliers (loss 64): samples 3, 9"), ([], "no outliers")])
+def test_the_data_is_described_with_its_outliers_and_both_losses(outliers, line):
+    data = uneven_data(outliers=outliers)
+    text = format_wild_data(data).splitlines()
+    assert text[0] == "1,032 samples at batch 16: 65 batches, the last of 8" and text[1] == line
+    assert text[2] == f"exact epoch loss (per-sample mean)  {data.exact():.6f}"
+    assert text[3].startswith(f"mean of batch means                 {data.mean_of_batch_means():.6f}  (")
+
+
+def test_the_doctor_reads_each_cases_files_together(tmp_path):
+    history, console, alone = tmp_path / "history.json", tmp_path / "console.log", tmp_path / "alone.json"
+    history.write_text('{"loss": [1.9634541]}')
+    console.write_text("Epoch 1/1\n65/65 ━━━━━━━━━━━━━━━━━━━━ 0s 1ms/step - loss: 0.9785\n")
+    alone.write_text('{"loss": [1.4825507]}')
+    cases = [WildCase("K", "3.1.1", "fit", 0.9785, 1.9634541, 1.482551, files=(str(history), str(console))),
+             WildCase("K", "3.15.1", "fit", None, 1.4825507, 1.482551, files=(str(alone),)),
+             WildCase("T", "1.0", "no files", None, 1.0, 1.0)]
+    blocks = format_wild_doctor(cases).split("\n\n")
+    assert len(blocks) == 2
+    assert blocks[0].splitlines()[:3] == ["K 3.1.1: fit", f"  file  {history}", f"  file  {console}"]
+    assert "file-disagrees-with-console" in blocks[0]
+    assert blocks[1].splitlines()[-1] == "  nothing found"

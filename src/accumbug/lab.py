@@ -68,6 +68,15 @@ from .lessons.symptom import (
     symptom_rows,
     symptom_trackers,
 )
+from .lessons.wild.cases import WildCase
+from .lessons.wild.data import uneven_data
+from .lessons.wild.hf_cases import hf_cases
+from .lessons.wild.ignite_cases import ignite_cases
+from .lessons.wild.keras_cases import keras_cases
+from .lessons.wild.lightning_cases import lightning_cases
+from .lessons.wild.summary import format_wild_case, format_wild_data, format_wild_table, plot_wild
+from .lessons.wild.torchmetrics_cases import torchmetrics_cases
+from .lessons.wild.versions import cache_folder
 from .runfolder import RunFolder, series
 from .seeding import seed_everything
 from .specimens.incident_trackers import ACCUMULATORS, IncidentBrokenTracker, IncidentFixedTracker
@@ -94,8 +103,10 @@ __all__ = [
     "RankMeanTracker",
     "RunFolder",
     "TrainConfig",
+    "WildCase",
     "after_the_fix",
     "batch_sizes",
+    "cache_folder",
     "check_accumulator",
     "check_epoch_loss",
     "check_rank_reduction",
@@ -119,10 +130,17 @@ __all__ = [
     "format_symptom_verdicts",
     "format_table",
     "format_verdicts",
+    "format_wild_case",
+    "format_wild_data",
+    "format_wild_table",
     "gallery",
+    "hf_cases",
+    "ignite_cases",
     "incident_comparison",
     "incident_files",
     "incident_lossy_dumps",
+    "keras_cases",
+    "lightning_cases",
     "limit_rows",
     "load_history",
     "make_tracker",
@@ -132,6 +150,7 @@ __all__ = [
     "plot_gallery",
     "plot_rank_errors",
     "plot_trajectory",
+    "plot_wild",
     "preset",
     "rank_rows",
     "rank_shard",
@@ -147,9 +166,11 @@ __all__ = [
     "stall_start",
     "symptom_rows",
     "symptom_trackers",
+    "torchmetrics_cases",
     "torchrun_command",
     "torchrun_run",
     "train",
+    "uneven_data",
 ]
 
 

@@ -46,7 +46,7 @@ class WildData:
         """The exact mean loss over ``indices`` (every sample by default), each counted once."""
         losses = self.losses()
         if indices is not None:
-            losses = losses[torch.as_tensor(sorted(set(int(i) for i in indices)), dtype=torch.int64)]
+            losses = losses[torch.as_tensor(sorted({int(i) for i in indices}), dtype=torch.int64)]
         return losses.mean().item()
 
     def batch_means(self, batch_size: int | None = None) -> list[float]:
@@ -67,7 +67,7 @@ def uneven_data(samples: int = SAMPLES, batch_size: int = BATCH, outliers=None, 
         raise ValueError(f"batch_size={batch_size!r}: must be a whole number from 1 to samples={samples}")
     if outliers is None:
         outliers = range(samples - (samples % batch_size or batch_size), samples)
-    outliers = tuple(sorted(set(int(i) for i in outliers)))
+    outliers = tuple(sorted({int(i) for i in outliers}))
     if any(not 0 <= i < samples for i in outliers):
         raise ValueError(f"outliers={outliers!r}: sample indices must lie in 0..{samples - 1}")
     generator = torch.Generator().manual_seed(seed)

@@ -2,7 +2,7 @@
 
 ``format_wild_table`` writes a Markdown table: framework and version, the case, what was
 displayed and saved, the exact value, the saved value's error and the upstream reference.
-``plot_wild`` draws each case's error against the exact value, saved (filled) and displayed
+``format_wild_doctor`` runs the doctor on the files the frameworks wrote. ``plot_wild`` draws each case's error against the exact value, saved (filled) and displayed
 (hollow), one row per case grouped by framework, on a symmetric log scale so 0, 0.01 % and
 +30 % are all readable; an infinite or NaN value sits at the right edge, labelled.
 """
@@ -10,14 +10,17 @@ displayed and saved, the exact value, the saved value's error and the upstream r
 from __future__ import annotations
 
 import math
+import textwrap
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from ...doctor.examine import examine
 from ..plots import OKABE_ITO
 from .cases import WildCase
+from .data import WildData
 
-__all__ = ["format_wild_case", "format_wild_table", "plot_wild"]
+__all__ = ["format_wild_case", "format_wild_data", "format_wild_doctor", "format_wild_table", "plot_wild"]
 
 FRAMEWORK_COLOURS = [OKABE_ITO[name] for name in ("vermillion", "blue", "green", "orange", "purple", "sky")]
 LINEAR_BELOW = 0.01  # percent: the error axis is linear below 0.01 %, logarithmic above
@@ -32,6 +35,18 @@ def _percent(error: float | None) -> str:
     if error is None:
         return "—"
     return f"{error:+.2%}".replace("%", " %") if math.isfinite(error) else str(error)
+
+
+def format_wild_data(data: WildData) -> str:
+    """The shared data set in a few lines: sizes, outliers, and the two epoch losses that part."""
+    sizes = [len(part) for part in data.losses().split(data.batch_size)]
+    wrong = data.mean_of_batch_means()
+    outliers = "no outliers" if not data.outliers else (
+        f"{len(data.outliers)} outliers (loss {data.losses()[data.outliers[0]].item():g}): samples "
+        f"{', '.join(map(str, data.outliers)) if len(data.outliers) < 4 else f'{data.outliers[0]} to {data.outliers[-1]}'}")
+    return (f"{len(data):,} samples at batch {data.batch_size}: {len(sizes)} batches, the last of {sizes[-1]}\n"
+            f"{outliers}\nexact epoch loss (per-sample mean)  {data.exact():.6f}\n"
+            f"mean of batch means                 {wrong:.6f}  ({_percent(wrong / data.exact() - 1)})")
 
 
 def format_wild_case(case: WildCase) -> str:
@@ -54,6 +69,22 @@ def format_wild_table(cases: list[WildCase]) -> str:
                      f"{_number(case.saved)} | {_number(case.exact)} | {_percent(case.saved_error)} | "
                      f"{case.upstream or '—'} |")
     return "\n".join(lines)
+
+
+def format_wild_doctor(cases: list[WildCase], width: int = 110) -> str:
+    """The doctor (``python -m accumbug doctor``) on each case's files, given together so a history meets its console.
+
+    One block per case that wrote files: the files, then each finding's code, severity and
+    evidence, or ``nothing found``.
+    """
+    blocks = []
+    for case in (case for case in cases if case.files):
+        found = examine(list(case.files)).findings
+        lines = [f"{case.framework} {case.version}: {case.case}", *(f"  file  {name}" for name in case.files)]
+        lines += [textwrap.shorten(f"  {f.severity:<8} {f.code}: {f.evidence}", width) for f in found] or [
+            "  nothing found"]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def _drawn(error: float) -> float:
