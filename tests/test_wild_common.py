@@ -9,7 +9,7 @@ import torch
 from accumbug.lessons.wild.cases import WildCase
 from accumbug.lessons.wild.data import OUTLIER_TARGET, uneven_data, zero_linear
 from accumbug.lessons.wild.summary import (
-    format_wild_case,
+    format_wild_cases,
     format_wild_data,
     format_wild_doctor,
     format_wild_table,
@@ -82,7 +82,7 @@ def test_the_figure_draws_every_case_and_labels_non_finite_ones():
 def test_a_case_prints_its_values_errors_console_and_reference():
     case = WildCase("K", "3.5.0", "console", 3.1, 1.963454, 1.482551, "owner/repo#7", "averages twice",
                     console="65/65 - loss: 3.1000")
-    assert format_wild_case(case).splitlines() == [
+    assert format_wild_cases([case, case]).split("\n\n")[1].splitlines() == [
         "K 3.5.0: console",
         "  displayed  3.1   as printed: '65/65 - loss: 3.1000'",
         "  saved      1.96345",

@@ -74,7 +74,7 @@ from .lessons.wild.hf_cases import hf_cases
 from .lessons.wild.ignite_cases import ignite_cases
 from .lessons.wild.keras_cases import keras_cases
 from .lessons.wild.lightning_cases import lightning_cases
-from .lessons.wild.summary import format_wild_case, format_wild_data, format_wild_table, plot_wild
+from .lessons.wild.summary import format_wild_cases, format_wild_data, format_wild_doctor, format_wild_table, plot_wild
 from .lessons.wild.torchmetrics_cases import torchmetrics_cases
 from .lessons.wild.versions import cache_folder
 from .runfolder import RunFolder, series
@@ -130,8 +130,9 @@ __all__ = [
     "format_symptom_verdicts",
     "format_table",
     "format_verdicts",
-    "format_wild_case",
+    "format_wild_cases",
     "format_wild_data",
+    "format_wild_doctor",
     "format_wild_table",
     "gallery",
     "hf_cases",

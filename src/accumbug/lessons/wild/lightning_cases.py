@@ -23,7 +23,8 @@ Lightning runs, and reads what the progress bar showed at the epoch's end and wh
 Why: these are the settings where a user who trusts Lightning's weighting gets another number,
 and ``batch_size=`` or a sampler without padding is the fix. The bar is Lightning's
 ``TQDMProgressBar`` (its default where ``rich`` is not installed), which shows three significant
-digits. Taught in ``notebooks/07_in_the_wild.ipynb``.
+digits, drawn as text also inside Jupyter (``text_progress_bar``) so that what it showed can be
+read back. Taught in ``notebooks/07_in_the_wild.ipynb``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ from torch.utils.data import DataLoader, TensorDataset, default_collate
 from .cases import WildCase
 from .data import uneven_data, zero_linear
 
-__all__ = ["METRIC", "STEPS", "lightning_cases", "quiet", "saved_value", "shown_value", "trained", "zero_module"]
+__all__ = ["METRIC", "STEPS", "lightning_cases", "quiet", "saved_value", "shown_value", "text_progress_bar", "trained",
+           "zero_module"]
 
 FRAMEWORK = "Lightning"
 METRIC = "train_loss"
@@ -129,6 +131,25 @@ def zero_module(log, loader):
     return ZeroModule()
 
 
+def text_progress_bar():
+    """Lightning's ``TQDMProgressBar`` drawing text, as in a terminal, also inside Jupyter.
+
+    With ipywidgets installed Lightning draws its bar as a notebook widget, which nothing can
+    read back; this bar keeps Lightning's number format (``Tqdm.format_num``) and writes text.
+    """
+    from lightning.pytorch.callbacks import TQDMProgressBar
+    from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+    from tqdm.std import tqdm as text_tqdm
+
+    text_bar = type("TextTqdm", (text_tqdm,), {"format_num": staticmethod(Tqdm.format_num)})
+
+    class TextProgressBar(TQDMProgressBar):
+        def init_train_tqdm(self):
+            return text_bar(desc=self.train_description, position=2 * self.process_position, disable=self.is_disabled,
+                            leave=True, dynamic_ncols=True, file=sys.stdout, smoothing=0, bar_format=self.BAR_FORMAT)
+    return TextProgressBar()
+
+
 def trained(folder: Path, name: str, module, **options) -> tuple[str, Path]:
     """Fit ``module`` one epoch, quietly, logging to ``folder/name/version_0``; the bar's last line and metrics.csv.
 
@@ -136,14 +157,13 @@ def trained(folder: Path, name: str, module, **options) -> tuple[str, Path]:
     first: ``CSVLogger`` would otherwise warn about old files in it.
     """
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import TQDMProgressBar
     from lightning.pytorch.loggers import CSVLogger
 
     shutil.rmtree(folder / name, ignore_errors=True)
     logger = CSVLogger(folder, name=name, version=0)
     with quiet() as printed:
         trainer = pl.Trainer(**{"accelerator": "cpu", "devices": 1, **options}, max_epochs=1, logger=logger,
-                             callbacks=[TQDMProgressBar()], enable_checkpointing=False, enable_model_summary=False)
+                             callbacks=[text_progress_bar()], enable_checkpointing=False, enable_model_summary=False)
         trainer.fit(module)
     bar = [line.strip() for line in re.split(r"[\r\n]", printed.getvalue()) if line.startswith("Epoch ")]
     return (bar[-1] if bar else ""), Path(logger.log_dir) / "metrics.csv"

@@ -20,7 +20,7 @@ from ..plots import OKABE_ITO
 from .cases import WildCase
 from .data import WildData
 
-__all__ = ["format_wild_case", "format_wild_data", "format_wild_doctor", "format_wild_table", "plot_wild"]
+__all__ = ["format_wild_cases", "format_wild_data", "format_wild_doctor", "format_wild_table", "plot_wild"]
 
 FRAMEWORK_COLOURS = [OKABE_ITO[name] for name in ("vermillion", "blue", "green", "orange", "purple", "sky")]
 LINEAR_BELOW = 0.01  # percent: the error axis is linear below 0.01 %, logarithmic above
@@ -49,8 +49,13 @@ def format_wild_data(data: WildData) -> str:
             f"mean of batch means                 {wrong:.6f}  ({_percent(wrong / data.exact() - 1)})")
 
 
-def format_wild_case(case: WildCase) -> str:
-    """One case as the notebook prints it: the values, their errors, the console line, the reference."""
+def format_wild_cases(cases: list[WildCase]) -> str:
+    """The cases as the notebook prints them, a block each (``_format_case``)."""
+    return "\n\n".join(_format_case(case) for case in cases)
+
+
+def _format_case(case: WildCase) -> str:
+    """One case: the values, their errors, the console line as printed, the reference and the note."""
     lines = [f"{case.framework} {case.version}: {case.case}",
              f"  displayed  {_number(case.displayed)}" + (f"   as printed: {case.console!r}" if case.console else ""),
              f"  saved      {_number(case.saved)}",
@@ -71,7 +76,7 @@ def format_wild_table(cases: list[WildCase]) -> str:
     return "\n".join(lines)
 
 
-def format_wild_doctor(cases: list[WildCase], width: int = 110) -> str:
+def format_wild_doctor(cases: list[WildCase], width: int = 160) -> str:
     """The doctor (``python -m accumbug doctor``) on each case's files, given together so a history meets its console.
 
     One block per case that wrote files: the files, then each finding's code, severity and
@@ -81,7 +86,7 @@ def format_wild_doctor(cases: list[WildCase], width: int = 110) -> str:
     for case in (case for case in cases if case.files):
         found = examine(list(case.files)).findings
         lines = [f"{case.framework} {case.version}: {case.case}", *(f"  file  {name}" for name in case.files)]
-        lines += [textwrap.shorten(f"  {f.severity:<8} {f.code}: {f.evidence}", width) for f in found] or [
+        lines += ["  " + textwrap.shorten(f"{f.severity:<8} {f.code}: {f.evidence}", width) for f in found] or [
             "  nothing found"]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
@@ -115,7 +120,7 @@ def plot_wild(cases: list[WildCase], title: str = "Epoch loss: saved and display
     axis.set_xlabel("error against the exact epoch loss, % (symmetric log scale)")
     axis.plot([], [], "o", color="grey", label="saved (History, metrics.csv, compute(), trainer_state.json)")
     axis.plot([], [], "o", color="grey", markerfacecolor="none", label="displayed (console, progress bar)")
-    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
+    axis.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
     axis.grid(axis="x", alpha=0.3)
-    axis.set_title(title, fontsize=10)
+    axis.set_title(title, fontsize=10, pad=22)
     return figure
