@@ -66,6 +66,7 @@ def test_a_case_knows_its_errors_and_whether_it_is_exact():
 def test_the_table_has_a_row_per_case_with_its_error_and_upstream():
     table = format_wild_table(CASES).splitlines()
     assert len(table) == 2 + len(CASES)
+    assert table[2].endswith("| 1.48255 | 0.00 % | — |")  # an exact case never reads -0.00 %
     assert table[3] == "| A 1.0 | mean of batch means | 1.9635 | 1.96345 | 1.48255 | +32.44 % | owner/repo#12 |"
     assert table[4].endswith("| — | inf | 1.48255 | inf | — |")
 

@@ -34,7 +34,9 @@ def _number(value: float | None) -> str:
 def _percent(error: float | None) -> str:
     if error is None:
         return "—"
-    return f"{error:+.2%}".replace("%", " %") if math.isfinite(error) else str(error)
+    if not math.isfinite(error):
+        return str(error)
+    return "0.00 %" if abs(error) < 5e-5 else f"{error:+.2%}".replace("%", " %")  # no "-0.00 %"
 
 
 def format_wild_data(data: WildData) -> str:
