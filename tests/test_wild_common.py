@@ -116,3 +116,10 @@ def test_the_doctor_reads_each_cases_files_together(tmp_path):
     assert blocks[0].splitlines()[:3] == ["K 3.1.1: fit", f"  file  {history}", f"  file  {console}"]
     assert "file-disagrees-with-console" in blocks[0]
     assert blocks[1].splitlines()[-1] == "  nothing found"
+
+
+def test_a_case_of_an_installed_module_carries_its_version():
+    from accumbug.lessons.wild.cases import installed_case
+
+    case = installed_case("torch", "torch", "a case", None, 2.0, 2.0, note="n")
+    assert (case.framework, case.version, case.note, case.is_exact) == ("torch", torch.__version__, "n", True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["WildCase", "relative_error"]
+__all__ = ["WildCase", "installed_case", "relative_error"]
 
 
 def relative_error(value: float | None, exact: float) -> float | None:
@@ -56,3 +57,9 @@ class WildCase:
         """
         limits = [(e, limit) for e, limit in ((self.saved_error, 1e-6), (self.displayed_error, 5e-3)) if e is not None]
         return bool(limits) and all(math.isfinite(e) and abs(e) <= limit for e, limit in limits)
+
+
+def installed_case(framework: str, module: str, case: str, displayed: float | None, saved: float | None,
+                   exact: float, **extra) -> WildCase:
+    """A ``WildCase`` measured with the installed ``module`` (its ``__version__`` is the case's version)."""
+    return WildCase(framework, importlib.import_module(module).__version__, case, displayed, saved, exact, **extra)

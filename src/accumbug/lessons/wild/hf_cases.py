@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from .cases import WildCase
+from .cases import WildCase, installed_case
 from .data import FEATURES, WildData, uneven_data
 
 __all__ = ["ACCUMULATION", "LOGGING_STEPS", "NAN_STEP", "accumulation_formulas", "hf_cases", "model_classes"]
@@ -168,9 +168,7 @@ def _train(model, data: WildData, out: Path, **settings) -> _Run:
 
 
 def _case(case: str, displayed: float | None, saved: float, exact: float, **extra) -> WildCase:
-    import transformers
-
-    return WildCase("HF transformers", transformers.__version__, case, displayed, saved, exact, **extra)
+    return installed_case("HF transformers", "transformers", case, displayed, saved, exact, **extra)
 
 
 def _last_step(data: WildData) -> tuple[int, range]:

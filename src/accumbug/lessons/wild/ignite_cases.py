@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .cases import WildCase
+from .cases import WildCase, installed_case
 from .data import WildData, uneven_data, zero_linear
 
 __all__ = ["ignite_cases"]
@@ -27,9 +27,7 @@ def _loader(data: WildData) -> DataLoader:
 
 
 def _case(case: str, displayed: float | None, saved: float, exact: float, **extra) -> WildCase:
-    import ignite
-
-    return WildCase("ignite", ignite.__version__, case, displayed, saved, exact, **extra)
+    return installed_case("ignite", "ignite", case, displayed, saved, exact, **extra)
 
 
 def _loss_case(data: WildData) -> WildCase:

@@ -16,7 +16,7 @@ import warnings
 import torch
 from torch.nn import functional
 
-from .cases import WildCase
+from .cases import WildCase, installed_case
 from .data import WildData, uneven_data, zero_linear
 
 __all__ = ["NAN_BATCH", "torchmetrics_cases"]
@@ -55,9 +55,7 @@ def _fed_mean(values, weights=None, dtype: torch.dtype | None = None, **options)
 
 
 def _case(case: str, saved: float, exact: float, **extra) -> WildCase:
-    import torchmetrics
-
-    return WildCase("torchmetrics", torchmetrics.__version__, case, None, saved, exact, **extra)
+    return installed_case("torchmetrics", "torchmetrics", case, None, saved, exact, **extra)
 
 
 def _weighting_cases(data: WildData, losses, sizes) -> list[WildCase]:
