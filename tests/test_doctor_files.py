@@ -315,3 +315,10 @@ def test_a_large_nan_history_is_read_within_the_limits(tmp_path):
     started = time.perf_counter()
     history = read_history(path)
     assert len(history.invalid_tokens) == 200_000 and time.perf_counter() - started < 5.0
+
+
+@pytest.mark.parametrize("line", ["65/65 ━━━━━━━━━━━━━━━━━━━━ 0s 1ms/step - loss: 0.9785",
+                                  "65/65 [==============================] - 0s 1ms/step - loss: 0.9785"])
+def test_a_single_epoch_keras_log_without_a_header_is_epoch_1(line):
+    console = parse_console(f"{line[:5]} ━━━━ 0s - loss: 1.5\r{line}\n")
+    assert console.epochs == {1: {"loss": 0.9785}}

@@ -6,7 +6,7 @@
   with a trailing ``  [tracker]`` when several trackers print (each tracker's lines are kept apart);
 * tqdm bars, also as a log captures them with carriage returns: ``Epoch 3: 100%|██| 852/852
   [00:01<00:00, loss=3.5120, top1=34.19%]`` (Lightning's bar too, ``v_num`` skipped);
-* Keras: an ``Epoch 2/5`` line, then progress lines ``852/852 ━━━━ 1s 2ms/step - accuracy: 0.3419 -
+* Keras: an ``Epoch 2/5`` line (none for a single epoch), then progress lines ``852/852 ━━━━ 1s 2ms/step - accuracy: 0.3419 -
   loss: 3.5120`` (Keras 3, colour codes removed) or ``[=====] - 1s 2ms/step - loss: 1.2345`` (Keras 2);
 * the Hugging Face Trainer's dict lines ``{'eval_loss': 0.62, 'epoch': 1.0}`` at whole epochs;
 * plain lines: ``epoch 3 ... loss 3.512``, ``epoch=3 loss=3.512``, ``Epoch 3, train loss: 3.512``.
@@ -35,6 +35,7 @@ _TQDM = re.compile(r"Epoch\s+(\d+)(?:\s*/\s*\d+)?(?:\s*\[(\w+)\])?\s*:\s*\d+%\|[
 _ACCUMBUG = re.compile(r"\s*Epoch (\d+) \[(\w+)\]: (.*?)(?:\s{2,}\[([^\]]+)\])?\s*")
 _KERAS_HEADER = re.compile(r"\s*Epoch\s+(\d+)\s*/\s*\d+\s*")
 _KERAS_PAIR = re.compile(r"(?:^|\s)-\s+([A-Za-z_][\w./-]*):\s+(\S+)")
+_KERAS_PROGRESS = re.compile(r"\s*\d+/\d+\s+(?:━|\[[=>.]*\])")  # a progress line's start: "65/65 ━━" or "65/65 [==]"
 _HF_LINE = re.compile(r"\s*\{.*'epoch':\s*([\d.]+).*\}\s*")
 _HF_PAIR = re.compile(r"'([A-Za-z_][\w./-]*)':\s*([^,}\s]+)")
 _PLAIN = re.compile(r"\W*epoch\s*[=:]?\s*(\d+)(?:\s*/\s*\d+)?\b(.*)", re.IGNORECASE)
@@ -118,6 +119,8 @@ def _segment_values(segment: str, keras_epoch: int | None):
     if match:
         return int(match[1]), None, _PLAIN_PAIR.findall(match[2]), None, keras_epoch
     pairs = _KERAS_PAIR.findall(segment)
+    if pairs and keras_epoch is None and _KERAS_PROGRESS.match(segment):
+        keras_epoch = 1  # fit(epochs=1) prints no "Epoch 1/1" header
     if pairs and keras_epoch is not None:
         return keras_epoch, None, pairs, None, keras_epoch
     return None
