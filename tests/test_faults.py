@@ -2,6 +2,7 @@
 
 import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from accumbug.train import RunStopped, TrainConfig, train
 
 CONFIG = TrainConfig(preset="tiny", epochs=3, samples=128)  # 8 batches an epoch
 BATCHES = 8
+# where a signal stops a run: within an epoch, or after its commit when it came in the last batch or the commit
+WHEN = r"(during epoch \d+ \(batch \d+ of \d+\)|at the end of epoch \d+)"
 posix_only = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="sends POSIX signals to a child process")
 
 
@@ -154,7 +157,7 @@ def test_a_signal_to_the_command_line_run_ends_it_in_one_line(tmp_path, sent, co
     _, err = proc.communicate(timeout=60)
     kept = RunFolder(out).epochs
     assert proc.returncode == code and "Traceback" not in err, err
-    assert err.strip().splitlines()[-1].startswith(f"accumbug: stopped: {signal.Signals(sent).name} during epoch ")
+    assert re.match(f"accumbug: stopped: {signal.Signals(sent).name} {WHEN}; ", err.strip().splitlines()[-1]), err
     assert f"keeps {committed_epochs(kept)}; continue with --resume {out}" in err
     RunFolder(out).verify()
     assert _leftovers(out) == []
@@ -234,7 +237,7 @@ def test_sigterm_to_one_rank_stops_every_rank_after_the_same_batch(tmp_path, fre
     assert all("Traceback" not in err for err in errors), errors
     kept = RunFolder(out).epochs
     where = {line.split("; nothing partial")[0].split(": stopped: ")[1] for line in lines}
-    assert len(where) == 1 and where.pop().startswith("SIGTERM during epoch ")  # the same epoch and batch
+    assert len(where) == 1 and re.fullmatch(f"SIGTERM {WHEN}", where.pop())  # the same epoch and batch
     assert lines[0].startswith("accumbug rank 0 of 2: stopped: ") and lines[0].endswith(
         f"keeps {committed_epochs(kept)}; continue with --resume {out} under torchrun --nproc-per-node 2")
     assert lines[1].startswith("accumbug rank 1 of 2: stopped: ") and lines[1].endswith("rank 0 keeps the run folder")
@@ -265,6 +268,7 @@ def test_sigterm_to_torchrun_keeps_rank_0s_folder_and_resume_continues_byte_iden
     assert "resume it under torchrun --nproc-per-node 2" in capsys.readouterr().err
     for command in ([*args, "--epochs", str(kept + 1), "--resume", str(out)],
                     [*args, "--epochs", str(kept + 1), "--out", str(whole)]):
-        done = subprocess.run(torchrun_command(2, command), env=env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(torchrun_command(2, command), env=env, capture_output=True, text=True, timeout=300,
+                              check=False)
         assert done.returncode == 0, done.stderr[-3000:]
     _same_files(out, whole)
