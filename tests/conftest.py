@@ -1,12 +1,11 @@
-"""Shared test setup: every notebook cell in the slow tier, and small fixtures (a loss stream with a
-partial last batch, its exact mean, a free local port).
+"""Shared test setup: small fixtures (a loss stream with a partial last batch, its exact mean, a free
+local port, the ``[wild]`` frameworks or a skip). The notebooks' own setup is ``notebooks/conftest.py``.
 
 ``pytest`` runs everything; ``pytest -m "not slow"`` is the quick tier, without the notebooks
 (each cell of which nbval collects as an item), the audit, the browser and the longer runs.
 """
 
 import importlib
-import importlib.util
 import os
 import socket
 
@@ -17,24 +16,6 @@ import torch.nn.functional as F
 from accumbug.seeding import seed_everything
 
 collect_ignore_glob = ["doctor_corpus/*"]  # the doctor's inputs (scripts, notebooks, files), read by tests, never run
-
-
-WILD_NOTEBOOK = "07_in_the_wild.ipynb"
-WILD_MODULES = ("lightning", "keras", "transformers", "accelerate", "ignite", "torchmetrics")  # the [wild] extra
-
-
-def pytest_collection_modifyitems(config, items):
-    """Mark every notebook cell (nbval items, from ``.ipynb`` files) slow; skip notebook 07 without the [wild] extra.
-
-    Under ``ACCUMBUG_REQUIRE_WILD=1`` (CI) notebook 07 is never skipped: a missing framework fails it.
-    """
-    missing = [name for name in WILD_MODULES if importlib.util.find_spec(name) is None]
-    required = os.environ.get("ACCUMBUG_REQUIRE_WILD") == "1"
-    for item in items:
-        if item.path.suffix == ".ipynb":
-            item.add_marker(pytest.mark.slow)
-        if item.path.name == WILD_NOTEBOOK and missing and not required:
-            item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(missing)}: pip install -e \".[wild]\""))
 
 
 @pytest.fixture

@@ -123,3 +123,12 @@ def test_a_case_of_an_installed_module_carries_its_version():
 
     case = installed_case("torch", "torch", "a case", None, 2.0, 2.0, note="n")
     assert (case.framework, case.version, case.note, case.is_exact) == ("torch", torch.__version__, "n", True)
+
+
+def test_a_missing_framework_skips_with_the_install_command_or_fails_where_required(wild, monkeypatch):
+    monkeypatch.delenv("ACCUMBUG_REQUIRE_WILD", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=re.escape('pip install -e ".[wild]"')):
+        wild("no_such_framework_here")
+    monkeypatch.setenv("ACCUMBUG_REQUIRE_WILD", "1")
+    with pytest.raises(pytest.fail.Exception, match="no_such_framework_here is missing under ACCUMBUG_REQUIRE_WILD=1"):
+        wild("no_such_framework_here")
