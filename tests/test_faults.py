@@ -272,3 +272,23 @@ def test_sigterm_to_torchrun_keeps_rank_0s_folder_and_resume_continues_byte_iden
                               check=False)
         assert done.returncode == 0, done.stderr[-3000:]
     _same_files(out, whole)
+
+
+@posix_only
+@pytest.mark.slow
+def test_ctrl_c_to_torchruns_process_group_stops_every_rank_once(tmp_path):
+    from accumbug.distributed import TORCHRUN_VARIABLES, torchrun_command
+
+    env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARIABLES}
+    out = tmp_path / "run"
+    launcher = subprocess.Popen(torchrun_command(2, [*RANK_RUN[3:], "--epochs", "400", "--out", str(out)]), env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _wait_for_commit(out, [launcher])
+    os.killpg(launcher.pid, signal.SIGINT)  # a terminal's Ctrl-C: the launcher and both ranks, which the launcher
+    _, err = launcher.communicate(timeout=120)  # then signals again; a rank takes the repeat as the same request
+    ours = sorted(line for line in err.splitlines() if line.startswith("accumbug rank"))
+    assert [line[:len("accumbug rank 0 of 2: stopped: SIGINT")] for line in ours] == [
+        f"accumbug rank {r} of 2: stopped: SIGINT" for r in range(2)], err
+    assert "KeyboardInterrupt" not in err
+    RunFolder(out).verify()
+    assert _leftovers(out) == []
