@@ -2,6 +2,8 @@
 
 import math
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -132,3 +134,16 @@ def test_a_missing_framework_skips_with_the_install_command_or_fails_where_requi
     monkeypatch.setenv("ACCUMBUG_REQUIRE_WILD", "1")
     with pytest.raises(pytest.fail.Exception, match="no_such_framework_here is missing under ACCUMBUG_REQUIRE_WILD=1"):
         wild("no_such_framework_here")
+
+
+@pytest.mark.parametrize("module, framework, call", [
+    ("ignite_cases", "ignite", "ignite_cases()"), ("torchmetrics_cases", "torchmetrics", "torchmetrics_cases()"),
+    ("hf_cases", "transformers", "hf_cases('unused')"), ("lightning_cases", "lightning", "lightning_cases('unused')")])
+def test_each_case_module_imports_without_its_framework_and_asks_for_it_when_run(module, framework, call):
+    """No ``wild`` fixture: the check hides the framework itself, so it runs with or without it installed."""
+    code = (f"import sys; sys.modules[{framework!r}] = None\n"
+            f"from accumbug.lessons.wild.{module} import *\n"
+            f"try:\n    {call}\nexcept ImportError:\n    print('needs {framework}')\n")
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"needs {framework}"
