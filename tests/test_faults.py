@@ -292,3 +292,14 @@ def test_ctrl_c_to_torchruns_process_group_stops_every_rank_once(tmp_path):
     assert "KeyboardInterrupt" not in err
     RunFolder(out).verify()
     assert _leftovers(out) == []
+
+
+def test_the_stop_line_is_one_write_so_ranks_sharing_stderr_cannot_split_it(monkeypatch):
+    from accumbug import cli
+
+    writes = []
+    monkeypatch.setattr(sys, "stderr", type("Recorder", (), {"write": writes.append, "flush": lambda self: None})())
+    assert cli._stopped(CommitError("'run': epoch 2 could not be saved")) == 4
+    assert cli._stopped(KeyboardInterrupt()) == 130
+    assert [w.count("\n") for w in writes] == [1, 1] and all(w.endswith("\n") for w in writes)
+    assert writes[0] == "accumbug: stopped: 'run': epoch 2 could not be saved\n"

@@ -218,13 +218,19 @@ def _report(config: TrainConfig, result, log: IncidentLog | None) -> None:
 EXIT_CODES = {NonFiniteLossError: 3, CommitError: 4}  # and 130 for SIGINT or a second Ctrl-C, 143 for SIGTERM
 
 
+def _say(line: str) -> None:
+    """``line`` on stderr in one write: torchrun's ranks share the stream, and where Python writes through
+    (``PYTHONUNBUFFERED=1``) ``print``'s separate writes of the text and its newline interleave across ranks."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def _stopped(error: BaseException) -> int:
     """One line on stderr for a run that ended early, and its exit code."""
     if isinstance(error, KeyboardInterrupt):
-        print(f"{_who()}: stopped at once by a second interrupt; the run folder keeps the epochs committed before",
-              file=sys.stderr)
+        _say(f"{_who()}: stopped at once by a second interrupt; the run folder keeps the epochs committed before")
         return 130
-    print(f"{_who()}: stopped: {error}", file=sys.stderr)
+    _say(f"{_who()}: stopped: {error}")
     if isinstance(error, RunStopped):
         return 143 if error.signal_name == "SIGTERM" else 130
     return EXIT_CODES[type(error)]
@@ -246,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         result = train(config, trackers, out=out, overwrite=getattr(args, "overwrite", False), resume=resume,
                        ranks=ranks, epoch_hook=log)
     except (UsageError, ValueError, UnusableInput) as error:
-        print(f"{_who()}: error: {error}", file=sys.stderr)
+        _say(f"{_who()}: error: {error}")
         return 2
     except (NonFiniteLossError, CommitError, RunStopped, KeyboardInterrupt) as error:
         return _stopped(error)
