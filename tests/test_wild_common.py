@@ -136,6 +136,7 @@ def test_a_missing_framework_skips_with_the_install_command_or_fails_where_requi
         wild("no_such_framework_here")
 
 
+@pytest.mark.slow  # four fresh interpreters importing torch
 @pytest.mark.parametrize("module, framework, call", [
     ("ignite_cases", "ignite", "ignite_cases()"), ("torchmetrics_cases", "torchmetrics", "torchmetrics_cases()"),
     ("hf_cases", "transformers", "hf_cases('unused')"), ("lightning_cases", "lightning", "lightning_cases('unused')")])
