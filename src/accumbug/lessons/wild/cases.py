@@ -6,11 +6,12 @@ import importlib
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["WildCase", "installed_case", "relative_error"]
+__all__ = ["WildCase", "installed_case", "signed_error"]
 
 
-def relative_error(value: float | None, exact: float) -> float | None:
-    """``value / exact - 1``; None for nothing shown; inf or NaN pass through (an overflowed state)."""
+def signed_error(value: float | None, exact: float) -> float | None:
+    """``value / exact - 1``, signed (``plots.relative_error`` is its size); None for nothing shown; inf or NaN pass
+    through (an overflowed state)."""
     if value is None:
         return None
     if not math.isfinite(value):
@@ -43,11 +44,11 @@ class WildCase:
 
     @property
     def saved_error(self) -> float | None:
-        return relative_error(self.saved, self.exact)
+        return signed_error(self.saved, self.exact)
 
     @property
     def displayed_error(self) -> float | None:
-        return relative_error(self.displayed, self.exact)
+        return signed_error(self.displayed, self.exact)
 
     @property
     def is_exact(self) -> bool:

@@ -33,7 +33,6 @@ import csv
 import io
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -48,7 +47,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, default_collate
 
-from .cases import WildCase
+from .cases import WildCase, signed_error
 from .data import uneven_data, zero_linear
 
 __all__ = ["METRIC", "STEPS", "lightning_cases", "quiet", "saved_value", "shown_value", "text_progress_bar", "trained",
@@ -201,9 +200,10 @@ def saved_value(path: Path, metric: str) -> float | None:
 
 def _note(mechanism: str, saved: float | None, exact: float) -> str:
     """A few words: "exact" where the saved value is within 1e-6 of the exact one, else the mechanism and the error."""
-    if saved is not None and math.isfinite(saved) and abs(saved / exact - 1) <= 1e-6:
-        return f"{mechanism}: exact"
-    return f"{mechanism}: saved {saved / exact - 1:+.3%}" if saved is not None else f"{mechanism}: nothing saved"
+    error = signed_error(saved, exact)
+    if error is None:
+        return f"{mechanism}: nothing saved"
+    return f"{mechanism}: exact" if abs(error) <= 1e-6 else f"{mechanism}: saved {error:+.3%}"
 
 
 def _ddp_cases(folder: Path, version: str) -> list[WildCase]:
