@@ -4,8 +4,9 @@ The inputs are the test corpus (``tests/doctor_corpus/``: specimen and clean scr
 every code, framework-shaped history files, console logs), copied round-robin into a
 temporary folder until there are 100 scripts and 100 history files, then examined in one
 ``examine`` call, as ``python -m accumbug doctor FOLDER`` would. The first call that needs the
-mechanism gallery's diagnosis runs the gallery once; that one-time cost is measured on its
-own and reported beside the total. Goal (issue: doctor): under 10 s on a 2-core CPU.
+mechanism gallery's diagnosis reads it from ``doctor/mechanism_evidence.json`` once; that
+one-time cost is measured on its own and reported beside the total. Goal: under 10 s on a
+2-core CPU.
 
     cd benchmarks && python bench_doctor.py
 """
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from accumbug.doctor.examine import _gallery_rows, examine
+from accumbug.doctor.examine import examine, mechanism_evidence
 from record import save
 
 CORPUS = Path(__file__).resolve().parents[1] / "tests" / "doctor_corpus"
@@ -40,7 +41,7 @@ def main() -> None:
         folder = Path(temp)
         pools = {"scripts": _fill(folder, SCRIPTS, 100), "histories": _fill(folder, HISTORIES, 100)}
         started = time.perf_counter()
-        _gallery_rows()
+        mechanism_evidence()
         gallery_seconds = time.perf_counter() - started
         started = time.perf_counter()
         examination = examine([folder])

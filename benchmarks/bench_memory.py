@@ -37,7 +37,7 @@ def rss_bytes() -> int:
 
 def one_tracker(name: str, updates: int) -> dict:
     """Feed ``updates`` batches of 16 to a fresh tracker; RSS before and after (runs in a child)."""
-    from accumbug.lessons.catalogue import make_tracker
+    from accumbug.registry import make_tracker
 
     outputs, labels, loss = torch.randn(16, 8), torch.randint(0, 8, (16,)), torch.tensor(2.0)
     tracker = make_tracker(name)

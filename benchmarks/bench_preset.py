@@ -18,9 +18,10 @@ import time
 from dataclasses import replace
 
 from accumbug import data
+from accumbug.config import TrainConfig
 from accumbug.data import DataSpec
 from accumbug.trackers import ExactTracker
-from accumbug.train import TrainConfig, train
+from accumbug.train import train
 from record import save
 
 BEFORE = DataSpec(samples=136_312, classes=7_120)  # the full preset until it was reshaped

@@ -27,8 +27,8 @@ import torch
 import torchmetrics
 
 from accumbug.data import preset
-from accumbug.lessons.catalogue import make_tracker
 from accumbug.model import SmallClassifier
+from accumbug.registry import make_tracker
 from record import best_of, save
 
 

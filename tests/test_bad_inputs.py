@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from accumbug.cli import main
+from accumbug.config import TrainConfig
 from accumbug.data import DataSpec
-from accumbug.lessons.catalogue import make_trackers
+from accumbug.registry import make_trackers
 from accumbug.runfolder import CHECKPOINT, COMMIT, CONFIG, RunFolder
 from accumbug.trackers import ExactTracker
-from accumbug.train import TrainConfig, train
+from accumbug.train import train
 
 TINY = ["--preset", "tiny", "--epochs", "1", "--no-progress", "--tracker", "exact"]
 
@@ -52,7 +53,8 @@ NEW_RUN_CASES = [
     (["--classes", "4"], "classes=4: top-5 accuracy needs at least 5 classes"),
     (["--classes", "2000"], "classes=2000: more than samples=1032"),
     (["--preset", "huge"], "argument --preset: invalid choice: 'huge'"),
-    (["--tracker", "nope"], "tracker='nope': unknown; allowed: exact, naive-rank0, naive-rank-mean, naive-padded, incident-broken[:ACCUMULATOR]"),
+    (["--tracker", "nope"], ("tracker='nope': unknown; allowed: exact, naive-rank0, naive-rank-mean, naive-padded, "
+                             "incident-broken[:ACCUMULATOR]")),
     (["--tracker", "incident-fixed:float8"], "accumulator='float8': unknown; allowed: python, float64, float32"),
     (["--epochs", "0"], "argument --epochs: 0 is below the minimum of 1"),
     (["--lr", "nan"], "lr=nan: must be a finite number > 0"),
@@ -132,7 +134,8 @@ RESUME_CASES = [
     (corrupt_checkpoint, [], "corrupt or truncated checkpoint"),
     (truncate_checkpoint, [], "corrupt or truncated checkpoint"),
     (truncate_history, ["--epochs", "3"], "history-exact.json': unreadable history"),
-    (edit_history, ["--epochs", "3"], "history-exact.json': does not match commit.json; the folder was changed by hand"),
+    (edit_history, ["--epochs", "3"],
+     "history-exact.json': does not match commit.json; the folder was changed by hand"),
     (remove_checkpoint, [], "checkpoint.pt': missing"),
     (remove_commit, ["--epochs", "3"], "no epoch of this run was completed"),
     (corrupt_commit, [], "commit.json': corrupt"),

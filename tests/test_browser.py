@@ -8,7 +8,7 @@ output on the page comes from this run), changes the accumulator dtype and the b
 the page, and checks the accumulation pane after each change against ``accumulation_view``
 computed here for the same settings: every row of the note, and the figure's PNG bytes.
 It saves the pane before and after the changes as ``docs/figures/explorer-before.png`` and
-``docs/figures/explorer-after.png`` (the README shows them).
+``docs/figures/explorer-after.png`` (``docs/browser-test.md`` shows them).
 
 The server is offline and isolated: no token, no news or update checks, the read-only
 extension manager, and config, data, runtime, settings and workspace folders in the temporary

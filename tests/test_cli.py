@@ -2,15 +2,19 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
-from accumbug.cli import REPRODUCE_TRACKERS, main
+from accumbug import registry
+from accumbug.cli import REPRODUCE_TRACKERS, _parser, main
 from accumbug.data import preset
 from accumbug.history import load_history
 from accumbug.lessons.symptom import symptom_trackers
 from accumbug.model import SmallClassifier
 from accumbug.runfolder import CHECKPOINT, RunFolder, history_filename
 from accumbug.seeding import seed_everything
+from accumbug.specimens.incident_trackers import ACCUMULATORS
+from accumbug.trackers import ExactTracker
 
 
 def test_reproduce_prints_the_table_and_writes_the_folder_and_figure(tmp_path, capsys):
@@ -67,3 +71,23 @@ def test_eval_only_measures_the_seeded_model_without_changing_it(tmp_path, capsy
     seed_everything(0)
     seeded = SmallClassifier(preset("tiny").pixels, preset("tiny").classes).state_dict()
     assert all(torch.equal(saved[name], seeded[name]) for name in seeded)
+
+
+def _tracker_help() -> str:
+    run = next(action for action in _parser()._subparsers._group_actions).choices["run"]
+    return next(action.help for action in run._actions if action.dest == "trackers")
+
+
+def _unknown_tracker_message() -> str:
+    with pytest.raises(ValueError, match="tracker='nope': unknown; allowed: ") as raised:
+        registry.make_tracker("nope")
+    return str(raised.value)
+
+
+def test_the_allowed_trackers_are_listed_once_in_the_registry(monkeypatch):
+    """``--tracker``'s help and ``make_tracker``'s error both render ``TRACKER_KINDS``, ``ACCUMULATORS``."""
+    for text in (_tracker_help(), _unknown_tracker_message()):
+        assert registry.tracker_names_help() in text and all(a in text for a in ACCUMULATORS)
+        assert all(kind in text for kind in registry.TRACKER_KINDS)  # the symptom's kinds too
+    monkeypatch.setitem(registry.TRACKER_KINDS, "added-kind", ExactTracker)
+    assert "added-kind" in _tracker_help() and "added-kind" in _unknown_tracker_message()

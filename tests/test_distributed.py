@@ -21,6 +21,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from accumbug.config import TrainConfig
 from accumbug.data import preset
 from accumbug.distributed import (
     exit_rank,
@@ -34,12 +35,12 @@ from accumbug.distributed import (
     torchrun_run,
 )
 from accumbug.history import load_history
-from accumbug.lessons.catalogue import make_trackers
 from accumbug.lessons.plots import plot_rank_errors
-from accumbug.lessons.report import rank_rows
+from accumbug.lessons.tables import rank_rows
+from accumbug.registry import make_trackers
 from accumbug.runfolder import CHECKPOINT, COMMIT, CONFIG, CONSOLE, RunFolder, history_filename
 from accumbug.trackers import ExactTracker, MetricTracker
-from accumbug.train import TrainConfig, train
+from accumbug.train import train
 
 TRACKERS = ["exact", "naive-rank0", "naive-rank-mean", "naive-padded"]
 EVAL = TrainConfig(preset="tiny", epochs=1, eval_only=True, device="cpu")
@@ -237,10 +238,13 @@ def test_sync_simulated_in_one_process_gives_the_numbers_of_real_gloo_ranks(rank
 def test_each_tracker_equals_its_value_recomputed_from_every_ranks_samples(ranks_run, phase):
     world, saved = ranks_run
     rank0 = saved[0][phase]["histories"]
+
+    def everything(r):  # padding rows included
+        return torch.ones_like(r["counted"])
+
     for epoch, records in enumerate(zip(*(saved[rank][phase]["records"] for rank in range(world)))):
         ids = torch.cat([r["sample_id"][r["counted"]] for r in records])
         assert sorted(ids.tolist()) == list(range(SAMPLES))  # each sample counted exactly once
-        everything = lambda r: torch.ones_like(r["counted"])  # noqa: E731 - padding rows included
         expected = {
             "exact": _loss(records),
             "naive-rank0": _loss(records[:1], everything),
@@ -281,7 +285,8 @@ def _torchrun(world: int, *args: str) -> subprocess.Popen:
 @pytest.mark.slow
 def test_torchrun_run_prints_and_writes_on_rank_0_only(tmp_path):
     out = tmp_path / "run"
-    stdout = torchrun_run(2, ["--preset", "tiny", "--no-progress", "--eval-only", "--epochs", "1", "--out", str(out)]).stdout
+    args = ["--preset", "tiny", "--no-progress", "--eval-only", "--epochs", "1", "--out", str(out)]
+    stdout = torchrun_run(2, args).stdout
     lines = [line for line in stdout.splitlines() if line.startswith("Epoch 1 [Eval]")]
     assert len(lines) == 4  # one line per default tracker, from rank 0 alone
     assert sorted(p.name for p in out.iterdir()) == sorted([CONFIG, COMMIT, "divergence.png", "epoch-0001"])
@@ -300,7 +305,8 @@ def test_torchrun_run_prints_and_writes_on_rank_0_only(tmp_path):
 
 @pytest.mark.slow
 def test_a_failed_torchrun_run_raises_with_the_ranks_errors():
-    with pytest.raises(RuntimeError, match=r"torchrun with 2 ranks exited with 1:(.|\n)*rank [01] of 2: error: tracker='nope'"):
+    with pytest.raises(RuntimeError,
+                       match=r"torchrun with 2 ranks exited with 1:(.|\n)*rank [01] of 2: error: tracker='nope'"):
         torchrun_run(2, ["--preset", "tiny", "--tracker", "nope"])
 
 
@@ -351,7 +357,8 @@ def test_a_killed_rank_ends_the_run_with_an_error_and_whole_histories(tmp_path):
     histories = [folder.history(name) for name in ("exact", "naive-rank0", "incident-broken:python")]
     epochs = folder.epochs
     assert 1 <= epochs < 500 and all(len(h["train_loss"]) == epochs for h in histories)
-    assert histories[2]["train_total"] == [SAMPLES // 2] * epochs  # the incident's tracker is not reduced: rank 0's shard
+    # the incident's tracker is not reduced: rank 0's shard
+    assert histories[2]["train_total"] == [SAMPLES // 2] * epochs
     assert len(folder.console_lines()) == 3 * epochs
     committed = folder.commit()["folder"]
     others = [p.name for p in out.iterdir() if p.name not in (CONFIG, COMMIT, committed, "divergence.png")]

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from accumbug.cli import main
+from accumbug.config import TrainConfig
 from accumbug.doctor.examine import examine, fitting_mechanisms
-from accumbug.doctor.findings import CODES, Finding, ordered
-from accumbug.doctor.report import format_json, format_text
+from accumbug.doctor.findings import FINDING_CODES, Finding, ordered
+from accumbug.doctor.formats import format_findings, format_findings_json
 from accumbug.trackers import ExactTracker
-from accumbug.train import TrainConfig, train
+from accumbug.train import train
 
 CORPUS = Path(__file__).parent / "doctor_corpus"
 FILES = CORPUS / "files"
@@ -34,7 +35,7 @@ def test_a_specimen_is_reported_and_exits_1(capsys):
 def test_json_output_has_every_field(capsys):
     assert main(["doctor", "--json", str(CORPUS / "code" / "aliased-state")]) == 1
     document = json.loads(capsys.readouterr().out)
-    assert document["findings"] and {f["code"] for f in document["findings"]} <= set(CODES)
+    assert document["findings"] and {f["code"] for f in document["findings"]} <= set(FINDING_CODES)
     for finding in document["findings"]:
         assert set(finding) >= {"code", "path", "line", "message", "evidence", "consequence", "fix", "severity"}
     assert sorted(document["examined"]) == sorted(str(p) for p in (CORPUS / "code" / "aliased-state").iterdir())
@@ -110,8 +111,8 @@ def test_findings_are_ordered_by_file_then_severity():
 
 def test_text_report_groups_by_file_and_ends_with_the_summary():
     result = examine([CORPUS / "code" / "host-sync-per-step"])
-    text = format_text(result)
+    text = format_findings(result)
     assert text.splitlines()[-1] == (f"{len(result.findings)} findings in {len({f.path for f in result.findings})} of "
                                      f"{len(result.examined)} inputs read (0 errors, 0 warnings, "
                                      f"{len(result.findings)} info)")
-    assert json.loads(format_json(result))["findings"][0]["severity"] == "info"
+    assert json.loads(format_findings_json(result))["findings"][0]["severity"] == "info"

@@ -1,4 +1,4 @@
-"""The doctor's reading of history files and console logs (``accumbug.doctor.histories``, ``.consoles``).
+"""The doctor's reading of history files and console logs (``accumbug.doctor.history_files``, ``.consoles``).
 
 The corpus in ``tests/doctor_corpus/files/`` holds files in each framework's own format: Keras'
 ``History.history`` saved with ``json.dump``, Hugging Face's ``trainer_state.json``, Lightning's
@@ -12,15 +12,21 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 
-from accumbug.doctor import histories
+from accumbug.doctor import history_files
 from accumbug.doctor.consoles import compare, looks_like_console, parse_console, read_console
-from accumbug.doctor.findings import CODES, UnusableInput
-from accumbug.doctor.histories import MAX_BYTES, History, check_history, read_histories, read_history, read_text
+from accumbug.doctor.findings import FINDING_CODES, UnusableInput
+from accumbug.doctor.history_files import (
+    MAX_BYTES,
+    History,
+    check_history,
+    read_histories,
+    read_history,
+    read_text,
+)
 
 CORPUS = Path(__file__).resolve().parent / "doctor_corpus" / "files"
 
@@ -184,7 +190,7 @@ def test_each_tracker_of_a_tagged_console_is_kept_apart():
 def test_the_incident_pair_disagrees_at_epochs_1_to_4():
     history = read_history(CORPUS / "incident_history.json")
     finding, = compare(history, read_console(CORPUS / "incident_console.log"))
-    assert finding.code == "file-disagrees-with-console" and CODES[finding.code].severity == "error"
+    assert finding.code == "file-disagrees-with-console" and FINDING_CODES[finding.code].severity == "error"
     assert "epochs 1-4: console 9.1621, 8.7352, 8.2003, 7.5350; file 0.0, 0.0, 0.0, 0.0" in finding.evidence
     assert finding.evidence.startswith("train_loss") and "-100.0%" in finding.consequence
 
@@ -222,8 +228,9 @@ def test_a_per_step_history_is_not_compared():
 
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory):
+    from accumbug.config import TrainConfig
     from accumbug.trackers import ExactTracker
-    from accumbug.train import TrainConfig, train
+    from accumbug.train import train
 
     out = tmp_path_factory.mktemp("doctor") / "run"
     train(TrainConfig(preset="tiny", epochs=2), [ExactTracker()], out=out)
@@ -280,7 +287,7 @@ def test_missing_paths_folders_and_unreadable_files_are_refused(tmp_path, monkey
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(histories, "open", refuse, raising=False)  # as root, chmod 000 would not stop a read
+    monkeypatch.setattr(history_files, "open", refuse, raising=False)  # as root, chmod 000 would not stop it
     with pytest.raises(UnusableInput, match="cannot read it \\(Permission denied\\)"):
         read_histories(path)
 
@@ -289,32 +296,30 @@ def test_a_200_mb_file_is_refused_by_its_size_before_reading(tmp_path, monkeypat
     path = tmp_path / "huge.json"
     with open(path, "wb") as handle:
         handle.truncate(200 * 1024 * 1024)  # sparse: no 200 MB written
-    monkeypatch.setattr(histories, "open", lambda *a, **k: pytest.fail("opened a file over the limit"),
+    monkeypatch.setattr(history_files, "open", lambda *a, **k: pytest.fail("opened a file over the limit"),
                         raising=False)
-    started = time.perf_counter()
-    for read in (read_histories, read_console, read_text):
+    for read in (read_histories, read_console, read_text):  # the time it takes: benchmarks/bench_doctor_reads.py
         with pytest.raises(UnusableInput, match=f"209,715,200 bytes .*limit of {MAX_BYTES:,} bytes"):
             read(path)
-    assert time.perf_counter() - started < 0.5
 
 
-def test_reading_100_history_files_is_fast(tmp_path):
-    names = [n for n in HISTORIES]
+def test_100_history_files_read_in_a_row_each_give_their_own_findings(tmp_path):
+    """Nothing carries over from one file to the next (the time it takes: benchmarks/bench_doctor_reads.py)."""
+    names = list(HISTORIES)
+    alone = {name: [(f.code, f.line) for h in read_histories(CORPUS / name) for f in check_history(h)]
+             for name in names}
     for index in range(100):
         shutil.copyfile(CORPUS / names[index % len(names)], tmp_path / f"h{index:03d}")
-    started = time.perf_counter()
-    found = [check_history(h) for index in range(100) for h in read_histories(tmp_path / f"h{index:03d}")]
-    elapsed = time.perf_counter() - started
-    assert len(found) == 100 and elapsed < 5.0, f"{elapsed:.2f} s"
-    print(f"100 history files read and checked in {elapsed:.3f} s")
+    for index in range(100):
+        found = [(f.code, f.line) for h in read_histories(tmp_path / f"h{index:03d}") for f in check_history(h)]
+        assert found == alone[names[index % len(names)]], f"h{index:03d}"
 
 
 def test_a_large_nan_history_is_read_within_the_limits(tmp_path):
     path = tmp_path / "long.json"
     path.write_text(json.dumps({"loss": [math.nan] * 200_000, "accuracy": [0.5] * 200_000}), encoding="utf-8")
-    started = time.perf_counter()
-    history = read_history(path)
-    assert len(history.invalid_tokens) == 200_000 and time.perf_counter() - started < 5.0
+    history = read_history(path)  # the time it takes, and how it grows with the length: bench_doctor_reads.py
+    assert len(history.invalid_tokens) == 200_000
 
 
 @pytest.mark.parametrize("line", ["65/65 ━━━━━━━━━━━━━━━━━━━━ 0s 1ms/step - loss: 0.9785",

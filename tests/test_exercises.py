@@ -16,22 +16,23 @@ import nbformat
 import pytest
 import torch
 
+from accumbug.config import TrainConfig
 from accumbug.history import dumps_history, loads_history
-from accumbug.lessons.catalogue import make_tracker
 from accumbug.lessons.exercises import (
     FLOAT16_MAX,
-    check_accumulator,
+    check_accumulator_choice,
     check_epoch_loss,
     check_rank_reduction,
     check_serialiser,
     float16_overflow,
 )
+from accumbug.registry import make_tracker
 from accumbug.runfolder import RunFolder
 from accumbug.specimens.gallery_trackers import GuardedTracker
 from accumbug.specimens.incident_trackers import IncidentFixedTracker
 from accumbug.specimens.rank_trackers import PaddedTracker, RankMeanTracker, RankZeroTracker
 from accumbug.trackers import ExactTracker, MetricTracker, Tracker
-from accumbug.train import TrainConfig, train
+from accumbug.train import train
 
 EXERCISES = Path(__file__).resolve().parents[1] / "notebooks" / "exercises"
 NAMES = sorted(p.name for p in EXERCISES.glob("*.ipynb"))
@@ -117,19 +118,19 @@ def test_a_solved_tracker_trains_and_saves_the_exact_loss(name, tmp_path):
                                     ("incident-broken", "bfloat16"), ("incident-broken", "auto"),
                                     ("incident-broken", "float8")])
 def test_accumulator_check_rejects_wrong_choices(answer):
-    check = check_accumulator(*answer)
+    check = check_accumulator_choice(*answer)
     assert not check.passed and str(check).startswith("not yet:")
 
 
 def test_accumulator_check_accepts_every_weighted_float64_sum():
-    assert all(check_accumulator(*answer).passed
+    assert all(check_accumulator_choice(*answer).passed
                for answer in (("incident-broken", "python"), ("incident-broken", "float64"), ("exact", "float64")))
 
 
 def test_the_float16_overflow_is_where_the_accumulator_check_finds_it():
     """Exercise 2's prediction cell and its check replay the same epoch: the same overflow batch."""
     overflow = float16_overflow()
-    full_epoch = check_accumulator("incident-broken", "float16").cases[0][1]
+    full_epoch = check_accumulator_choice("incident-broken", "float16").cases[0][1]
     assert overflow.batch is not None and f"inf from batch {overflow.batch:,}" in full_epoch
 
 

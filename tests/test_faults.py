@@ -12,9 +12,11 @@ import pytest
 
 from accumbug import runfolder
 from accumbug.cli import main
+from accumbug.config import TrainConfig
 from accumbug.runfolder import COMMIT, CommitError, RunFolder, committed_epochs
+from accumbug.stopping import RunStopped
 from accumbug.trackers import ExactTracker
-from accumbug.train import RunStopped, TrainConfig, train
+from accumbug.train import train
 
 CONFIG = TrainConfig(preset="tiny", epochs=3, samples=128)  # 8 batches an epoch
 BATCHES = 8
@@ -227,8 +229,9 @@ def _wait_for_commit(out, processes) -> None:
 @pytest.mark.slow
 def test_sigterm_to_one_rank_stops_every_rank_after_the_same_batch(tmp_path, free_port):
     out, port = tmp_path / "run", free_port()
-    ranks = [subprocess.Popen([sys.executable, *RANK_RUN, "--epochs", "400", "--out", str(out)], env=_rank_env(r, 2, port),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    ranks = [subprocess.Popen([sys.executable, *RANK_RUN, "--epochs", "400", "--out", str(out)],
+                              env=_rank_env(r, 2, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for r in range(2)]
     _wait_for_commit(out, ranks)
     ranks[1].send_signal(signal.SIGTERM)  # rank 0 never receives it: it stops because the ranks agree
     errors = [rank.communicate(timeout=120)[1] for rank in ranks]

@@ -1,8 +1,10 @@
 """The package's layout, read from its source: layers, function size, dependencies, the tracker protocol.
 
 * the reference core (the modules directly in ``src/accumbug/`` but the entry points
-  ``__init__``, ``__main__``, ``cli`` and ``lab``) never imports ``specimens`` or ``lessons``,
-  and ``specimens`` never imports ``lessons``;
+  ``__init__``, ``__main__``, ``cli``, ``lab`` and ``registry``) never imports ``specimens`` or
+  ``lessons``, and ``specimens`` never imports ``lessons``;
+* the doctor never imports ``lessons`` (the lessons may use the doctor), and ``registry``
+  imports neither, so the lessons may name trackers through it;
 * no function or method is longer than ``MAX_FUNCTION_LINES``;
 * every third-party module the package imports is declared in ``pyproject.toml``;
 * every tracker speaks the protocol of ``accumbug.trackers.Tracker``, and the trainer relies
@@ -23,22 +25,27 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from accumbug.lessons.catalogue import TRACKER_KINDS, make_tracker
+from accumbug.config import TrainConfig
+from accumbug.registry import TRACKER_KINDS, make_tracker
 from accumbug.specimens.gallery_trackers import GuardedTracker, InPlaceMeanTracker, TensorLossTracker
 from accumbug.trackers import ExactTracker, MetricTracker, Tracker
-from accumbug.train import TrainConfig, train
+from accumbug.train import train
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "accumbug"
-ENTRY_POINTS = {"__init__.py", "__main__.py", "cli.py", "lab.py"}  # they gather the layers; not part of the core
+ENTRY_POINTS = {"__init__.py", "__main__.py", "cli.py", "lab.py", "registry.py"}  # not the core
 CORE = sorted(p for p in PACKAGE.glob("*.py") if p.name not in ENTRY_POINTS)
 SPECIMENS = sorted((PACKAGE / "specimens").rglob("*.py"))
+DOCTOR = sorted((PACKAGE / "doctor").rglob("*.py"))
 SOURCES = sorted(PACKAGE.rglob("*.py"))
 MAX_FUNCTION_LINES = 40
-# import name -> distribution name, where they differ and the distribution is not installed here to ask
-IMPORT_NAMES = {"yaml": "pyyaml", "PIL": "pillow", "sklearn": "scikit-learn", "IPython": "ipython"}
+# import name -> distribution name, where they differ: the check must hold where a declared distribution is not
+# installed to ask (the [wild] frameworks on a machine without that extra); each entry is checked against the
+# installed distributions where its import name is installed (test_import_names_agree_with_the_installed_distributions)
+IMPORT_NAMES = {"yaml": "pyyaml", "PIL": "pillow", "sklearn": "scikit-learn", "IPython": "ipython",
+                "ignite": "pytorch-ignite"}
 
 
 def _module_name(path: Path) -> str:
@@ -84,18 +91,19 @@ def _under(module: str, package: str) -> bool:
 
 
 def test_the_layers_are_where_the_layout_says():
-    assert {p.name for p in CORE} >= {"data.py", "distributed.py", "history.py", "model.py", "runfolder.py",
-                                      "seeding.py", "trackers.py", "train.py"}
+    assert {p.name for p in CORE} >= {"checkpoint.py", "config.py", "data.py", "distributed.py", "history.py",
+                                      "model.py", "runfolder.py", "seeding.py", "stopping.py", "trackers.py",
+                                      "train.py", "validation.py"}
     assert SPECIMENS and (PACKAGE / "lessons" / "__init__.py").is_file()
 
 
 def test_imported_modules_finds_every_spelling_of_an_import():
     """The parser the layer tests rely on: relative imports at each level, absolute ones, import_module."""
-    source = ("from ..specimens import serialisers\nfrom . import report\nimport accumbug.lessons.plots\n"
+    source = ("from ..specimens import serialisers\nfrom . import tables\nimport accumbug.lessons.plots\n"
               "from accumbug import specimens\nfrom .. import lessons as taught\n"
               "importlib.import_module('ctypes')\n")
     found = imported_modules(PACKAGE / "lessons" / "probe.py", source)
-    assert {"accumbug.specimens.serialisers", "accumbug.lessons.report", "accumbug.lessons.plots",
+    assert {"accumbug.specimens.serialisers", "accumbug.lessons.tables", "accumbug.lessons.plots",
             "accumbug.specimens", "accumbug.lessons", "ctypes"} <= found
     assert "accumbug.lessons.audit" in imported_modules(PACKAGE / "train.py", "from .lessons.audit import run_audit\n")
     assert "accumbug.specimens" in imported_modules(PACKAGE / "train.py", "from . import specimens\n")
@@ -112,6 +120,20 @@ def test_the_core_never_imports_specimens_or_lessons(path):
 def test_specimens_never_import_lessons(path):
     wrong = sorted(m for m in imported_modules(path) if _under(m, "accumbug.lessons"))
     assert not wrong, f"{path.relative_to(ROOT)} imports {', '.join(wrong)}; specimens may not"
+
+
+@pytest.mark.parametrize("path", DOCTOR, ids=lambda p: p.name)
+def test_the_doctor_never_imports_lessons(path):
+    """The lessons may use the doctor; the doctor reads the gallery's diagnosis from its own data file."""
+    wrong = sorted(m for m in imported_modules(path) if _under(m, "accumbug.lessons"))
+    assert not wrong, f"{path.relative_to(ROOT)} imports {', '.join(wrong)}; the doctor may not"
+
+
+def test_the_registry_imports_only_the_core_and_specimens():
+    """The lessons, the command line and ``lab`` all name trackers through it, so it may not import them."""
+    wrong = sorted(m for m in imported_modules(PACKAGE / "registry.py")
+                   if any(_under(m, f"accumbug.{layer}") for layer in ("lessons", "doctor", "cli", "lab")))
+    assert not wrong, f"registry.py imports {', '.join(wrong)}; it may import the core and specimens only"
 
 
 @pytest.fixture(scope="module")
@@ -176,8 +198,10 @@ def _installed() -> dict[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
 
-def _distributions(import_name: str) -> set[str]:
-    installed = _installed().get(import_name)
+def _distributions(import_name: str, ask_installed: bool = True) -> set[str]:
+    """The distributions that provide ``import_name``: the installed ones where there are any (and
+    ``ask_installed``), else the one ``IMPORT_NAMES`` names, else the distribution of the same name."""
+    installed = _installed().get(import_name) if ask_installed else None
     if installed:
         return {_normalised(name) for name in installed}
     return {_normalised(IMPORT_NAMES.get(import_name, import_name))}
@@ -190,13 +214,23 @@ def _declared(groups) -> set[str]:
     return {_normalised(Requirement(r).name) for r in requirements}
 
 
-def test_every_third_party_import_is_declared():
+@pytest.mark.parametrize("ask_installed", [True, False], ids=["as-installed-here", "as-if-nothing-installed"])
+def test_every_third_party_import_is_declared(ask_installed):
+    """Also as if no distribution were installed to ask: the answer may not depend on which extras are."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     declared = _declared([None, *project["optional-dependencies"]])
     imports = _third_party(SOURCES)
     assert {"torch", "numpy"} <= set(imports)
-    missing = {name: sorted(files) for name, files in imports.items() if not _distributions(name) & declared}
+    missing = {name: sorted(files) for name, files in imports.items()
+               if not _distributions(name, ask_installed) & declared}
     assert not missing, f"imported but not in pyproject.toml's dependencies or extras: {missing}"
+
+
+def test_import_names_agree_with_the_installed_distributions():
+    """Each ``IMPORT_NAMES`` entry whose import name is installed here names the distribution that provides it."""
+    wrong = {name: sorted(_installed()[name]) for name, distribution in IMPORT_NAMES.items()
+             if _installed().get(name) and _normalised(distribution) not in _distributions(name)}
+    assert not wrong, f"IMPORT_NAMES names the wrong distribution for: {wrong}"
 
 
 def test_the_core_needs_only_the_base_dependencies():

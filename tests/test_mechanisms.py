@@ -1,9 +1,11 @@
+import json
 import math
 import sys
 
 import pytest
 import torch
 
+from accumbug.doctor.examine import MECHANISM_EVIDENCE_FILE
 from accumbug.lessons.incident import INCIDENT_AFTER_VALUES, INCIDENT_CONSOLE
 from accumbug.lessons.mechanisms import (
     ASSUMED_EVIDENCE,
@@ -30,8 +32,10 @@ from accumbug.lessons.mechanisms import (
     incident_scenario,
     log_epochs,
     mechanism,
+    mechanism_evidence_record,
     observed_evidence,
     with_the_fix,
+    write_mechanism_evidence,
 )
 from accumbug.specimens.gallery_trackers import (
     GuardedTracker,
@@ -254,3 +258,28 @@ def test_after_the_fix_conclusion_follows_the_rows():
     assert [row["explains_both"] for row in rows] == [True, False]
     assert after_the_fix_conclusion(rows).startswith("case explains both the before and the after-line [9.1621, ")
     assert "observed only if the bug was case" in after_the_fix_conclusion(rows)
+
+
+# -- the doctor's copy of the diagnosis ---------------------------------------------------------------
+
+
+def _stored() -> dict:
+    return json.loads(MECHANISM_EVIDENCE_FILE.read_text(encoding="utf-8"))
+
+
+def test_the_doctors_copy_names_every_mechanism_and_piece_of_evidence():
+    """A mechanism or a piece of evidence added without writing the file again fails here (no gallery run)."""
+    stored = _stored()
+    assert stored["made_by"] == "python -m accumbug.lessons.mechanisms"
+    assert stored["evidence"] == {name: label for name, (label, _) in EVIDENCE.items()}
+    assert [(m["key"], m["title"]) for m in stored["mechanisms"]] == [(m.key, m.title) for m in MECHANISMS]
+    assert all(set(m["shows"]) == set(EVIDENCE) for m in stored["mechanisms"])
+
+
+@pytest.mark.slow
+def test_the_doctors_copy_of_the_diagnosis_is_current(outcomes, tmp_path):
+    """The stored diagnosis is what ``python -m accumbug.lessons.mechanisms`` writes from a fresh gallery."""
+    fresh = write_mechanism_evidence(tmp_path / "mechanism_evidence.json")
+    assert json.loads(fresh.read_text(encoding="utf-8")) == mechanism_evidence_record(diagnosis(outcomes))
+    assert fresh.read_text(encoding="utf-8") == MECHANISM_EVIDENCE_FILE.read_text(encoding="utf-8"), \
+        f"{MECHANISM_EVIDENCE_FILE} is stale: run {_stored()['made_by']}"

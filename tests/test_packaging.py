@@ -78,3 +78,11 @@ def test_package_data_ships_the_recorded_run_but_not_its_checkpoint():
         assert (run / name).is_file(), name
         assert _shipped(PurePosixPath("recorded", "full-cpu", name), patterns), f"{name} is not in package-data"
     assert not _shipped(PurePosixPath("recorded", "full-cpu", commit["folder"], "checkpoint.pt"), patterns)
+
+
+def test_package_data_ships_the_doctors_copy_of_the_mechanism_diagnosis():
+    """The doctor reads the gallery's stored diagnosis (``doctor/mechanism_evidence.json``) when installed."""
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "accumbug.doctor"]
+    assert (ROOT / "src" / "accumbug" / "doctor" / "mechanism_evidence.json").is_file()
+    assert _shipped(PurePosixPath("mechanism_evidence.json"), patterns)

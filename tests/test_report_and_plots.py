@@ -4,9 +4,9 @@ import math
 import pytest
 from matplotlib.colors import to_hex
 
+from accumbug.config import TrainConfig
 from accumbug.data import preset
 from accumbug.history import loads_strict
-from accumbug.lessons.catalogue import make_tracker, make_trackers
 from accumbug.lessons.mechanisms import EVIDENCE, Outcome, diagnosis, gallery, mechanism
 from accumbug.lessons.plots import (
     ACCUMULATOR_NAMES,
@@ -20,8 +20,10 @@ from accumbug.lessons.plots import (
     plot_trajectory,
     relative_error,
     save_figure,
+    tracker_label,
 )
-from accumbug.lessons.report import (
+from accumbug.lessons.streams import batch_sizes, first_nonfinite, replay, simulated_losses, stall_start
+from accumbug.lessons.tables import (
     differing_lines,
     divergence_rows,
     format_table,
@@ -30,10 +32,10 @@ from accumbug.lessons.report import (
     run_verdicts,
     source_side_by_side,
 )
-from accumbug.lessons.streams import batch_sizes, first_nonfinite, replay, simulated_losses, stall_start
+from accumbug.registry import make_tracker, make_trackers
 from accumbug.specimens.incident_trackers import ACCUMULATORS, IncidentBrokenTracker, IncidentFixedTracker
 from accumbug.specimens.serialisers import incident_lossy_dumps
-from accumbug.train import TrainConfig, train
+from accumbug.train import train
 
 TRACKERS = ["incident-broken:python", "incident-fixed:python", "incident-broken:float16", "incident-fixed:float16",
             "exact"]
@@ -180,10 +182,12 @@ def test_divergence_figure_of_a_run_with_the_exact_tracker_alone():
 
 
 def test_accumulators_are_named_in_plain_words_in_one_place():
-    assert ACCUMULATOR_NAMES == {"python": "Python float (float64)", "float64": "float64 tensor",
-                                 "float32": "float32 tensor", "float16": "float16 tensor",
-                                 "bfloat16": "bfloat16 tensor", "auto": "outputs' dtype"}
+    """Every accumulator a tracker accepts has its own words, and a figure's label uses them."""
     assert set(ACCUMULATORS) <= set(ACCUMULATOR_NAMES)
+    assert len(set(ACCUMULATOR_NAMES.values())) == len(ACCUMULATOR_NAMES)  # no two read alike
+    for key, words in ACCUMULATOR_NAMES.items():
+        assert words != key and tracker_label(f"incident-broken:{key}") == f"incident-broken, {words}"
+    assert tracker_label("exact") == "exact" and tracker_label("incident-broken:unknown") == "incident-broken, unknown"
 
 
 @pytest.fixture(scope="module")
@@ -344,7 +348,7 @@ def test_diagnosis_matrix_marks_assumed_evidence():
 
 
 def test_limit_rows_name_where_each_sum_overflows_or_stalls_and_the_early_loss():
-    from accumbug.lessons.report import limit_rows
+    from accumbug.lessons.tables import limit_rows
 
     python = [160.0 * (k + 1) for k in range(500)]  # loss 10 per batch of 16
     overflow = [1.0] * 9 + [math.inf] * 491

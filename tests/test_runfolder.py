@@ -16,8 +16,9 @@ import textwrap
 
 import pytest
 
+from accumbug.config import TrainConfig
 from accumbug.history import dumps_history, load_history, loads_strict
-from accumbug.lessons.catalogue import make_trackers
+from accumbug.registry import make_trackers
 from accumbug.runfolder import (
     CHECKPOINT,
     COMMIT,
@@ -31,7 +32,7 @@ from accumbug.runfolder import (
     history_key,
     series,
 )
-from accumbug.train import TrainConfig, train
+from accumbug.train import train
 
 TRACKERS = ["exact", "incident-broken:float16"]
 
@@ -170,7 +171,8 @@ def test_remove_uncommitted_before_any_commit_keeps_only_the_config(tmp_path):
 
 def test_history_keys_and_series():
     assert history_key("train", "loss") == "train_loss" and history_key("eval", "top5") == "eval_top5"
-    assert PHASES == ("train", "eval")
+    for phase in PHASES:  # every phase a run records is a key of its histories
+        assert history_key(phase, "loss") == f"{phase}_loss"
     history = {"train_loss": [2.0, 1.0], "eval_loss": [3.0]}
     assert series(history, "loss") == [2.0, 1.0] and series(history, "loss", "eval") == [3.0]
     for phase in ("test", "Train", ""):
@@ -183,7 +185,8 @@ def test_history_keys_and_series():
 def test_a_missing_folder_is_named(tmp_path):
     missing = tmp_path / "nowhere"
     for read in (lambda f: f.record, lambda f: f.trackers, lambda f: f.histories()):
-        with pytest.raises(RunFolderError, match=re.escape(f"{str(missing)!r}: no config.json there; not a run folder")):
+        expected = f"{str(missing)!r}: no config.json there; not a run folder"
+        with pytest.raises(RunFolderError, match=re.escape(expected)):
             read(RunFolder(missing))
     assert not missing.exists()
 

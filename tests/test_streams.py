@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from accumbug.data import preset
-from accumbug.lessons.catalogue import make_tracker
 from accumbug.lessons.streams import (
     batch_sizes,
     epoch_mean,
@@ -14,6 +13,7 @@ from accumbug.lessons.streams import (
     simulated_losses,
     trajectory_note,
 )
+from accumbug.registry import make_tracker
 from accumbug.specimens.incident_trackers import IncidentBrokenTracker
 
 

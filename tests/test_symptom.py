@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from accumbug.config import TrainConfig
 from accumbug.history import read_back
-from accumbug.lessons.catalogue import make_tracker
 from accumbug.lessons.symptom import (
     CODE_PATHS,
     SYMPTOMS,
@@ -17,10 +17,11 @@ from accumbug.lessons.symptom import (
     symptom_trackers,
     symptom_verdicts,
 )
+from accumbug.registry import make_tracker
 from accumbug.specimens.gallery_trackers import InPlaceMeanTracker
 from accumbug.specimens.incident_log import IncidentLog
 from accumbug.trackers import ExactTracker
-from accumbug.train import TrainConfig, train
+from accumbug.train import train
 
 CONFIG = TrainConfig(preset="tiny", epochs=2)
 
@@ -103,7 +104,7 @@ def test_the_trainer_history_keeps_values_a_tracker_later_zeroes():
                                                                             abs=5e-5)
 
 
-def test_symptom_trackers_come_from_the_catalogue_by_name():
+def test_symptom_trackers_come_from_the_registry_by_name():
     for tracker in symptom_trackers()[0]:
         assert type(make_tracker(tracker.name)) is type(tracker)
     with pytest.raises(ValueError, match="tensor-loss accumulates in float64 only; write 'tensor-loss:float64'"):

@@ -3,10 +3,12 @@ import math
 import pytest
 import torch
 import torchmetrics
+from test_layout import every_tracker
 
 from accumbug.data import preset
-from accumbug.lessons.catalogue import make_tracker, make_trackers
+from accumbug.distributed import sync_simulated
 from accumbug.lessons.streams import batch_sizes, replay, simulated_losses
+from accumbug.registry import make_tracker, make_trackers
 from accumbug.specimens.incident_trackers import ACCUMULATORS, IncidentBrokenTracker, IncidentFixedTracker
 from accumbug.trackers import ExactTracker, MetricTracker
 
@@ -96,7 +98,7 @@ def full_stream():
 
 
 def test_full_preset_stream_shape(full_stream):
-    losses, sizes = full_stream
+    _, sizes = full_stream
     assert len(sizes) == 8520 and sizes[-1] == 8 and sum(sizes) == 136_312
 
 
@@ -269,6 +271,49 @@ def test_metric_tracker_reset_restores_fresh_copies_of_the_defaults(stream):
 def test_add_state_rejects_an_unknown_reduction():
     with pytest.raises(ValueError, match="reduce='max': unknown; allowed: sum, mean, local"):
         Counting().add_state("largest", 0.0, "max")
+
+
+@pytest.mark.parametrize("default, kind", [([], "list"), ({}, "dict"), (None, "NoneType"), (True, "bool"),
+                                            ("0", "str"), (torch.zeros(2, dtype=torch.bool), "Tensor")])
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_add_state_refuses_a_default_its_reduction_cannot_combine(default, kind, reduce):
+    """Refused when declared, not at the end of the first epoch under torchrun (a TypeError there)."""
+    tracker = Counting()
+    with pytest.raises(ValueError) as refused:
+        tracker.add_state("values", default, reduce)
+    assert str(refused.value) == (
+        f"default={default!r} of state 'values': a {kind} cannot be combined across ranks "
+        f"(reduce={reduce!r}); allowed: a number (int or float), or a torch tensor of numbers (not bool), "
+        "or reduce='local' for a state each rank keeps to itself")
+    assert "values" not in tracker.state_reductions() and not hasattr(tracker, "values")
+
+
+def test_add_state_keeps_anything_local_and_every_reducible_default_syncs():
+    """What add_state accepts for sum and mean is what sync_states combines: two simulated ranks add them."""
+    trackers = []
+    for rank in range(2):
+        tracker = Counting()
+        tracker.add_state("seen", [], "local")
+        for name, default in (("count", 0), ("share", 0.0), ("scalar", torch.zeros(())),
+                              ("counts", torch.zeros(3, dtype=torch.int64))):
+            tracker.add_state(name, default, "sum")
+        tracker.add_state("mean_share", 0.0, "mean")
+        tracker.count, tracker.share, tracker.mean_share = rank + 1, 0.5, float(rank)
+        tracker.scalar.add_(2.0)
+        tracker.counts.add_(rank)
+        trackers.append(tracker)
+    sync_simulated(trackers)
+    for tracker in trackers:
+        assert (tracker.count, tracker.share, tracker.mean_share) == (3, 1.0, 0.5)
+        assert type(tracker.count) is int and float(tracker.scalar) == 4.0
+        assert tracker.counts.tolist() == [1, 1, 1]
+        assert tracker.seen == []
+
+
+def test_every_tracker_of_the_package_declares_states_it_can_reduce():
+    for tracker in every_tracker():
+        for name, reduce in tracker.state_reductions().items():
+            tracker.add_state(name, getattr(tracker, name), reduce)  # declared again: accepted again
 
 
 def test_declared_reductions_of_the_exact_and_the_incidents_trackers():

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from accumbug.config import TrainConfig
 from accumbug.lessons.weights import bitwise_equal, same_weights, toy_sgd, trained_weights
 from accumbug.trackers import ExactTracker
-from accumbug.train import TrainConfig
 
 TINY = TrainConfig(preset="tiny", epochs=1, samples=264, classes=16)
 

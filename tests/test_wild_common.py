@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from accumbug.lessons.wild.cases import WildCase
 from accumbug.lessons.wild.data import OUTLIER_TARGET, uneven_data, zero_linear
+from accumbug.lessons.wild.record import WildCase
 from accumbug.lessons.wild.summary import (
     format_wild_cases,
     format_wild_data,
@@ -121,7 +121,7 @@ def test_the_doctor_reads_each_cases_files_together(tmp_path):
 
 
 def test_a_case_of_an_installed_module_carries_its_version():
-    from accumbug.lessons.wild.cases import installed_case
+    from accumbug.lessons.wild.record import installed_case
 
     case = installed_case("torch", "torch", "a case", None, 2.0, 2.0, note="n")
     assert (case.framework, case.version, case.note, case.is_exact) == ("torch", torch.__version__, "n", True)

@@ -173,7 +173,7 @@ def test_the_nan_filter_counts_a_nan_step_at_a_window_start_as_zero(wild, hf):
 @pytest.mark.slow
 def test_trainer_state_json_holds_the_invalid_token_nan(wild, hf):
     wild("transformers")
-    from accumbug.doctor.histories import check_history, read_history
+    from accumbug.doctor.history_files import check_history, read_history
 
     cases, _, _ = hf
 

@@ -16,12 +16,13 @@ The package has three layers; a path says which one a piece of code is in
 The notebooks import all they use from ``accumbug.lab``. This module exports the core.
 """
 
+from .config import TrainConfig
 from .data import PRESETS, DataSpec, SyntheticImages, preset
 from .history import load_history, save_history
 from .runfolder import RunFolder
 from .seeding import seed_everything
 from .trackers import ExactTracker, MetricTracker, Tracker
-from .train import TrainConfig, TrainResult, train
+from .train import TrainResult, train
 
 __version__ = "0.1.0"
 

@@ -37,20 +37,23 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from .config import AMP_MODES, SCHEDULES, TrainConfig, run_config
 from .data import PRESETS
 from .distributed import join, launched_by_torchrun, leave
 from .doctor.examine import examine
 from .doctor.findings import UnusableInput
-from .doctor.report import format_json, format_text
+from .doctor.formats import format_findings, format_findings_json
 from .history import atomic_write_text
 from .lessons.audit import claims_markdown, format_claims, incident_markdown, run_audit
-from .lessons.catalogue import NAIVE_RANK_KINDS, make_tracker
 from .lessons.plots import figure_png, plot_divergence
-from .lessons.report import divergence_rows, format_table
 from .lessons.symptom import format_symptom, incident_files, symptom_rows, symptom_trackers
+from .lessons.tables import divergence_rows, format_table
+from .registry import NAIVE_RANK_KINDS, make_tracker, tracker_names_help
 from .runfolder import CONFIG, CommitError, RunFolder
 from .specimens.incident_log import IncidentLog
-from .train import AMP_MODES, SCHEDULES, NonFiniteLossError, RunStopped, TrainConfig, run_config, train
+from .stopping import RunStopped
+from .train import NonFiniteLossError, train
+from .validation import check_whole
 
 __all__ = ["DISTRIBUTED_TRACKERS", "REPRODUCE_TRACKERS", "main"]
 
@@ -73,9 +76,10 @@ def _whole(minimum: int):
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is below the minimum of {minimum}")
-        return value
+        try:
+            return check_whole("value", value, minimum)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value} is below the minimum of {minimum}") from None
     return parse
 
 
@@ -98,9 +102,8 @@ def _parser() -> _Parser:
     run = commands.add_parser("run", help="any training run", **quiet)
     common(run, "small", 3)
     run.add_argument("--tracker", action="append", dest="trackers", metavar="TRACKER",
-                     help=f"exact, {', '.join(NAIVE_RANK_KINDS)}, incident-broken[:ACC] or incident-fixed[:ACC]; "
-                          "repeat for several (default: the five of reproduce; under torchrun exact and the "
-                          "three naive ones)")
+                     help=f"one of {tracker_names_help()}; repeat for several "
+                          "(default: the five of reproduce; under torchrun exact and the three naive ones)")
     run.add_argument("--lr", type=float, help="SGD learning rate after the warmup (default: the preset's: "
                      + ", ".join(f"{name} {schedule.lr}" for name, schedule in SCHEDULES.items()) + ")")
     run.add_argument("--amp", choices=list(AMP_MODES), help="autocast dtype (default off)")
@@ -135,7 +138,7 @@ def _add_audit(commands) -> None:
 def _doctor(args) -> int:
     """Examine the paths and print the report: exit 0 when nothing is found, 1 when something is."""
     examination = examine(args.paths)  # UnusableInput: exit 2, in main
-    print(format_json(examination) if args.json else format_text(examination))
+    print(format_findings_json(examination) if args.json else format_findings(examination))
     return 1 if examination.findings else 0
 
 

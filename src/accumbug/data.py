@@ -23,6 +23,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .validation import check_choice, check_real, check_whole
+
 __all__ = [
     "PRESETS",
     "REGIONS",
@@ -118,10 +120,8 @@ class DataSpec:
     cluster_signal: float = 0.0
 
     def __post_init__(self) -> None:
-        for field in ("samples", "classes", "batch_size", "clusters"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{field}={value!r}: must be a whole number")
+        for field in ("samples", "classes", "batch_size", "clusters"):  # NumPy integers kept as Python ints
+            object.__setattr__(self, field, check_whole(field, getattr(self, field)))
         if self.samples < 1:
             raise ValueError(f"samples={self.samples}: the data set needs at least 1 sample")
         if self.classes < 1:
@@ -138,9 +138,7 @@ class DataSpec:
         if len(self.image_shape) != 3 or min(self.image_shape) < 1:
             raise ValueError(f"image_shape={self.image_shape!r}: must be (channels, height, width) >= 1")
         for field in ("signal", "tail", "cluster_signal"):
-            value = getattr(self, field)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{field}={value!r}: must be a finite number >= 0")
+            object.__setattr__(self, field, check_real(field, getattr(self, field), 0))
         if not 0 <= self.clusters <= self.classes:
             raise ValueError(f"clusters={self.clusters}: must be between 0 (none) and classes={self.classes}")
         if self.cluster_signal > 0 and self.clusters == 0:
@@ -168,8 +166,7 @@ PRESETS: dict[str, DataSpec] = {
 
 def preset(name: str, **changes) -> DataSpec:
     """The preset called ``name`` (``tiny``, ``small`` or ``full``), with optional changes."""
-    if name not in PRESETS:
-        raise ValueError(f"preset={name!r}: unknown; allowed: {', '.join(PRESETS)}")
+    check_choice("preset", name, PRESETS)
     return replace(PRESETS[name], **changes) if changes else PRESETS[name]
 
 
@@ -241,10 +238,10 @@ class SyntheticImages:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(self.spec.samples, generator=generator)
 
-    def batches(self, epoch: int = 0, shuffle: bool = True) -> "EpochBatches":
+    def batches(self, epoch: int = 0, shuffle: bool = True) -> EpochBatches:
         return EpochBatches(self, self.epoch_order(epoch, shuffle))
 
-    def view(self) -> "SampleView":
+    def view(self) -> SampleView:
         return SampleView(self)
 
 
@@ -267,7 +264,8 @@ class EpochBatches:
         self.counted = counted
 
     def __len__(self) -> int:
-        return -(-len(self.order) // self.data.spec.batch_size)
+        size = self.data.spec.batch_size
+        return (len(self.order) + size - 1) // size
 
     def __iter__(self):
         size = self.data.spec.batch_size

@@ -32,6 +32,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
+from .validation import check_whole
+
 __all__ = ["Ranks", "exit_rank", "join", "launched_by_torchrun", "leave", "rank_shard", "sync_simulated", "sync_states",
            "torchrun_command", "torchrun_run"]
 
@@ -200,8 +202,7 @@ def torchrun_command(world: int, run_args: list[str]) -> list[str]:
     ``--standalone`` lets torchrun pick a free local port, so several runs can start one
     after another (or side by side) without clashing.
     """
-    if isinstance(world, bool) or not isinstance(world, int) or world < 1:
-        raise ValueError(f"world={world!r}: must be a whole number of ranks >= 1")
+    world = check_whole("world", world, 1, unit="of ranks")
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(world),
             "-m", "accumbug", "run", *run_args]
 
@@ -214,7 +215,7 @@ def torchrun_run(world: int, run_args: list[str], timeout: float = 600) -> subpr
     """
     env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARIABLES}  # a fresh run, not a nested one
     done = subprocess.run(torchrun_command(world, [*run_args, "--device", "cpu"]), capture_output=True, text=True,
-                          env=env, timeout=timeout)
+                          env=env, timeout=timeout, check=False)  # raised below, with the ranks' errors
     if done.returncode != 0:
         raise RuntimeError(f"torchrun with {world} ranks exited with {done.returncode}:\n{done.stderr[-3000:]}")
     return done

@@ -1,4 +1,4 @@
-"""The run folder: its layout, its history keys, and the one place that writes, reads and resumes it.
+"""The run folder: its layout, its history keys, and the one place that writes and reads it.
 
 A run folder looks like this after its third epoch::
 
@@ -25,8 +25,11 @@ mix; a folder that ``commit.json`` does not name is left-over work, ignored by r
 removed by the next writer. No C library and no system-specific call is needed.
 ``docs/reliability.md`` lists the promises and the fault tests that check them.
 
-History keys are ``<phase>_<quantity>`` (``train_loss``, ``eval_top5``): ``history_key`` is
-the one place that spells them.
+This module is the one that knows the layout: the files an epoch holds and their names
+(``epoch_files``: the histories, ``console.log``'s text, the checkpoint's bytes as
+``checkpoint.py`` makes them), ``config.json``'s record (``run_record``), ``commit.json``
+and the folders. History keys are ``<phase>_<quantity>`` (``train_loss``, ``eval_top5``):
+``history_key`` is the one place that spells them.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import hashlib
 import io
 import json
 import os
+import platform
 import shutil
 import uuid
 from functools import cached_property
@@ -42,11 +46,11 @@ from pathlib import Path
 
 import torch
 
-from .history import HistoryFileError, atomic_write_bytes, load_history
+from .history import HistoryFileError, atomic_write_bytes, dumps_history, load_history
 
-__all__ = ["CHECKPOINT", "COMMIT", "CONFIG", "CONSOLE", "PHASES", "RECORDED_STATES", "RUN_FORMAT", "CommitError", "committed_epochs",
-           "RunFolder",
-           "RunFolderError", "history_filename", "history_key", "series"]
+__all__ = ["CHECKPOINT", "COMMIT", "CONFIG", "CONSOLE", "PHASES", "RECORDED_STATES", "RUN_FORMAT",
+           "CommitError", "RunFolder", "RunFolderError", "committed_epochs", "epoch_files", "history_filename",
+           "history_key", "run_record", "series"]
 
 CONFIG, COMMIT, CONSOLE, CHECKPOINT = "config.json", "commit.json", "console.log", "checkpoint.pt"
 RUN_FORMAT = "accumbug-run/1"
@@ -92,6 +96,24 @@ def series(history: dict, quantity: str, phase: str = "train") -> list:
     return history[history_key(phase, quantity)]
 
 
+def run_record(config: dict, data: dict, device: str, trackers: list[str], ranks=None) -> dict:
+    """``config.json``'s record: the settings, the data set, the device, the trackers' names, the versions.
+
+    ``ranks`` (a ``distributed.Ranks``, under torchrun) adds the world size and backend.
+    """
+    return {"config": config, "data": data, "device": device, "trackers": list(trackers),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "ranks": {"world": ranks.world, "backend": ranks.backend} if ranks else None}
+
+
+def epoch_files(histories: dict[str, dict], console_lines: list[str], checkpoint: bytes) -> dict[str, bytes]:
+    """What a commit holds: one history file per tracker, the console lines so far, the checkpoint."""
+    files = {history_filename(name): dumps_history(history).encode() for name, history in histories.items()}
+    files[CONSOLE] = ("\n".join(console_lines) + "\n").encode()
+    files[CHECKPOINT] = checkpoint
+    return files
+
+
 def _fsync_folder(folder: Path) -> None:
     if os.name == "nt":  # Windows cannot open a folder to flush it; NTFS journals the rename itself
         return
@@ -124,7 +146,7 @@ class RunFolder:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, path, record: dict, overwrite: bool = False) -> "RunFolder":
+    def create(cls, path, record: dict, overwrite: bool = False) -> RunFolder:
         """A new run folder holding ``config.json`` (``record``), made all at once; refuses to mix two runs.
 
         ``config.json`` is written in a hidden sibling folder that is then renamed to ``path``,
@@ -154,7 +176,9 @@ class RunFolder:
         path = self.path / CONFIG
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(record, dict) or not isinstance(record["trackers"], list):
+            trackers = record["trackers"] if isinstance(record, dict) else None  # a KeyError without them
+            listed = isinstance(trackers, list)
+            if not listed:
                 raise ValueError("no tracker list")
             return record
         except FileNotFoundError:
@@ -224,7 +248,7 @@ class RunFolder:
             raise RunFolderError(f"{str(path)!r}: missing; the folder was changed by hand")
         try:
             return torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises several types for a damaged file
+        except Exception as error:  # noqa: BLE001 -- torch raises several types for a damaged file
             raise RunFolderError(f"{str(path)!r}: corrupt or truncated checkpoint ({type(error).__name__})") from None
 
     def verify(self) -> None:
@@ -311,7 +335,8 @@ def _check_new(out: Path, overwrite: bool) -> None:
         raise RunFolderError(f"out={str(out)!r}: exists and is not a folder")
     if any(out.iterdir()):
         if not overwrite:
-            raise RunFolderError(f"out={str(out)!r}: exists and is not empty; pass --overwrite or choose another folder")
+            raise RunFolderError(f"out={str(out)!r}: exists and is not empty; "
+                                 "pass --overwrite or choose another folder")
         if not (out / CONFIG).exists():
             raise RunFolderError(f"out={str(out)!r}: not a run folder (no {CONFIG}); refusing to overwrite it")
         shutil.rmtree(out)

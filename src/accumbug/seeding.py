@@ -11,12 +11,13 @@ import random
 
 import torch
 
+from .validation import check_whole
+
 __all__ = ["seed_everything"]
 
 
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random`` and torch (CPU and every CUDA device) with ``seed``."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed={seed!r}: must be a whole number >= 0")
+    seed = check_whole("seed", seed, 0)  # a NumPy integer too, seeded as the Python int it is
     random.seed(seed)
     torch.manual_seed(seed)

@@ -29,10 +29,13 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from .validation import check_choice, is_real
+
 __all__ = ["REDUCTIONS", "TOPK", "ExactTracker", "MetricTracker", "Tracker"]
 
 TOPK = 5
 REDUCTIONS = ("sum", "mean", "local")  # how ranks combine a state; "local": never combined (this rank's own)
+REDUCIBLE = "a number (int or float), or a torch tensor of numbers (not bool)"  # a sum or mean state's default
 
 
 @runtime_checkable
@@ -56,9 +59,9 @@ class MetricTracker:
     """Base class of every tracker: declared states with their reduction, ``reset`` to their defaults.
 
     A subclass calls ``add_state(name, default, reduce)`` in ``__init__`` for each state
-    (a Python number, a tensor or a list), writes ``update`` and ``get_metrics``, and sets
-    ``kind``; ``name`` defaults to it. The states are plain attributes (``self.loss_sum``),
-    as the incident's code has them.
+    (a number or a tensor; anything, a list say, for a ``local`` state), writes ``update``
+    and ``get_metrics``, and sets ``kind``; ``name`` defaults to it. The states are plain
+    attributes (``self.loss_sum``), as the incident's code has them.
     """
 
     kind = "tracker"
@@ -71,9 +74,17 @@ class MetricTracker:
         self._reductions: dict[str, str] = {}
 
     def add_state(self, name: str, default, reduce: str = "sum") -> None:
-        """Declare state ``name``, set it to ``default``, and say how ranks combine it."""
-        if reduce not in REDUCTIONS:
-            raise ValueError(f"reduce={reduce!r}: unknown; allowed: {', '.join(REDUCTIONS)}")
+        """Declare state ``name``, set it to ``default``, and say how ranks combine it.
+
+        A ``sum`` or ``mean`` state must be what ``distributed.sync_states`` can combine: a
+        Python int or float, or a tensor of numbers; anything else is refused here, not at the
+        end of the first epoch under torchrun. A ``local`` state may hold anything.
+        """
+        check_choice("reduce", reduce, REDUCTIONS)
+        if reduce != "local" and not _reducible(default):
+            raise ValueError(f"default={default!r} of state {name!r}: a {type(default).__name__} cannot be "
+                             f"combined across ranks (reduce={reduce!r}); allowed: {REDUCIBLE}, "
+                             "or reduce='local' for a state each rank keeps to itself")
         self._defaults[name] = default
         self._reductions[name] = reduce
         setattr(self, name, copy.deepcopy(default))
@@ -86,6 +97,13 @@ class MetricTracker:
     def state_reductions(self) -> dict[str, str]:
         """Each declared state's name and reduction, in declaration order."""
         return dict(self._reductions)
+
+
+def _reducible(value) -> bool:
+    """Whether ``distributed.sync_states`` can combine ``value``: a number (not a bool), a numeric tensor."""
+    if isinstance(value, torch.Tensor):
+        return value.dtype != torch.bool and not value.is_complex()
+    return is_real(value)
 
 
 def _outputs_not_above_label(outputs: torch.Tensor, labels: torch.Tensor, workspace: torch.Tensor) -> torch.Tensor:
@@ -108,7 +126,8 @@ def _check_batch(outputs: torch.Tensor, labels: torch.Tensor) -> None:
         raise ValueError(
             f"outputs shape {tuple(outputs.shape)}: expected [batch, classes] with classes >= {TOPK} for top-{TOPK}")
     if labels.shape != outputs.shape[:1]:
-        raise ValueError(f"labels shape {tuple(labels.shape)}: expected [{outputs.size(0)}], one label per row of outputs")
+        raise ValueError(f"labels shape {tuple(labels.shape)}: expected [{outputs.size(0)}], "
+                         "one label per row of outputs")
 
 
 def _check_counted(loss: torch.Tensor, labels: torch.Tensor, counted: torch.Tensor | None) -> None:

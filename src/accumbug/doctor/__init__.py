@@ -4,10 +4,11 @@ The mechanisms this package teaches, looked for in a user's files: training scri
 notebooks are read statically, never executed (``code_checks.py``); history files
 (strict or Python-flavoured JSON, a Keras ``History.history`` dict, an HF
 ``trainer_state.json``, a Lightning ``metrics.csv``, a run folder of this package) and
-console logs are recognised by their content (``histories.py``, ``consoles.py``); a history
+console logs are recognised by their content (``history_files.py``, ``consoles.py``); a history
 given with a console log is compared with it. Every finding carries a code from a fixed
 vocabulary (``findings.py``); ``examine.py`` gathers them, and where a saved file of zeros
 or a file that disagrees with its console could come from several mechanisms, says which of
-the mechanism gallery's cases fit what was seen (``lessons/mechanisms.py``).
+the mechanism gallery's cases fit what was seen (``mechanism_evidence.json``: the gallery's
+diagnosis, stored; the doctor imports nothing of ``lessons``).
 ``06_check_your_own_run.ipynb`` shows it on the package's specimens and framework files.
 """

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 
 from .findings import Finding, UnusableInput
-from .histories import History, format_numbers, read_text
+from .history_files import History, format_numbers, read_text
 
 __all__ = ["Console", "canonical_name", "compare", "looks_like_console", "parse_console", "read_console"]
 

@@ -5,28 +5,32 @@ Each path is recognised by its content: a run folder of this package, a notebook
 is unusable input (``UnusableInput``: the CLI exits 2); inside a folder given by name, files
 of other kinds are skipped and listed. A history given by name is compared with every
 console log given by name, and a run folder's histories with its own console log; files
-found by walking a folder are checked on their own. Where the files show a console of real values and a saved loss of zeros,
-the finding also says which cases of the mechanism gallery fit that evidence and which do
-not (``lessons/mechanisms.py``; the gallery runs once per process, on first need).
+found by walking a folder are checked on their own. Where the files show a console of real
+values and a saved loss of zeros, the finding also says which cases of the mechanism gallery
+fit that evidence and which do not. The doctor does not run the gallery: it reads the
+gallery's diagnosis stored beside it (``mechanism_evidence.json``, written by
+``python -m accumbug.lessons.mechanisms`` and checked against a fresh run by
+``tests/test_mechanisms.py``), so it imports nothing of ``lessons``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-from ..lessons.mechanisms import EVIDENCE, diagnosis, gallery
 from ..runfolder import CONFIG, CONSOLE, RunFolder
 from .code_checks import check_notebook, check_python
 from .consoles import Console, canonical_name, compare, looks_like_console, read_console
 from .findings import Finding, UnusableInput, ordered
-from .histories import History, check_history, csv_header, read_histories, read_text
+from .history_files import History, check_history, csv_header, read_histories, read_text
 
-__all__ = ["Examination", "examine", "fitting_mechanisms"]
+__all__ = ["MECHANISM_EVIDENCE_FILE", "Examination", "examine", "fitting_mechanisms", "mechanism_evidence"]
 
 WALKED_SUFFIXES = {".py", ".ipynb", ".json", ".csv", ".log", ".txt"}  # what a folder walk looks at
+MECHANISM_EVIDENCE_FILE = Path(__file__).with_name("mechanism_evidence.json")  # package data
 
 
 @dataclass
@@ -106,14 +110,17 @@ def _console_real(consoles: list[Console]) -> bool | None:
 
 
 @lru_cache(maxsize=1)
-def _gallery_rows() -> tuple[dict, ...]:
-    return tuple(diagnosis(gallery()))
+def mechanism_evidence() -> dict:
+    """The mechanism gallery's diagnosis as stored in ``MECHANISM_EVIDENCE_FILE``: ``evidence`` (each key
+    and its label) and ``mechanisms`` (each ``key``, ``title`` and ``shows``: evidence key -> shown)."""
+    return json.loads(MECHANISM_EVIDENCE_FILE.read_text(encoding="utf-8"))
 
 
 def fitting_mechanisms(evidence: dict[str, bool]) -> tuple[list[str], list[str]]:
-    """The gallery's mechanisms whose outcome shows every piece of ``evidence`` (``EVIDENCE`` key -> seen), and the rest."""
-    fit = [row["mechanism"] for row in _gallery_rows() if all(row[key] == seen for key, seen in evidence.items())]
-    return fit, [row["mechanism"] for row in _gallery_rows() if row["mechanism"] not in fit]
+    """The gallery's mechanisms whose outcome shows all of ``evidence`` (key -> seen), and the rest."""
+    mechanisms = mechanism_evidence()["mechanisms"]
+    fit = [m["key"] for m in mechanisms if all(m["shows"][key] == seen for key, seen in evidence.items())]
+    return fit, [m["key"] for m in mechanisms if m["key"] not in fit]
 
 
 def _with_fits(finding: Finding, history: History, consoles: list[Console]) -> Finding:
@@ -121,9 +128,11 @@ def _with_fits(finding: Finding, history: History, consoles: list[Console]) -> F
     seen = {"file_zero": True, "console_real": _console_real(consoles), "accuracies": _accuracies(history)}
     evidence = {key: value for key, value in seen.items() if value is not None}
     fit, rest = fitting_mechanisms(evidence)
-    shown = ", ".join(f"{EVIDENCE[key][0]}: {'yes' if value else 'no'}" for key, value in evidence.items())
-    note = (f"{'' if finding.consequence.endswith('.') else '.'} Mechanisms of the gallery that fit what these files show ({shown}): {', '.join(fit) or 'none'}; "
-            f"that do not: {', '.join(rest)} (accumbug.lessons.mechanisms; notebook 03).")
+    labels = mechanism_evidence()["evidence"]
+    shown = ", ".join(f"{labels[key]}: {'yes' if value else 'no'}" for key, value in evidence.items())
+    stop = "" if finding.consequence.endswith(".") else "."
+    note = (f"{stop} Mechanisms of the gallery that fit what these files show ({shown}): "
+            f"{', '.join(fit) or 'none'}; that do not: {', '.join(rest)} (accumbug.lessons.mechanisms; notebook 03).")
     return replace(finding, consequence=finding.consequence + note)
 
 

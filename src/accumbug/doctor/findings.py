@@ -2,16 +2,16 @@
 
 A finding names the file, a line where there is one, the evidence (what was seen), the
 consequence (which value goes wrong, and by how much where it can be computed) and the fix.
-``CODES`` is the vocabulary, with each code's severity: a wrong value saved (``error``), a
-value that is probably wrong or a file that strict readers reject (``warning``), or a cost
-that changes no value (``info``). Reports list the most serious first.
+``FINDING_CODES`` is the vocabulary, with each code's severity: a wrong value saved
+(``error``), a value that is probably wrong or a file that strict readers reject
+(``warning``), or a cost that changes no value (``info``). Reports list the most serious first.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-__all__ = ["CODES", "SEVERITIES", "Code", "Finding", "UnusableInput", "ordered"]
+__all__ = ["FINDING_CODES", "SEVERITIES", "Code", "Finding", "UnusableInput", "ordered"]
 
 SEVERITIES = ("error", "warning", "info")  # most serious first
 
@@ -25,7 +25,7 @@ class Code:
     fix: str
 
 
-CODES: dict[str, Code] = {
+FINDING_CODES: dict[str, Code] = {
     "mean-of-batch-means": Code(
         "error", "a loss summed per batch and divided by a batch count, where batches can differ in size",
         "weight by batch size: loss_sum += loss.item() * n; total += n; divide by total (or use drop_last=True)"),
@@ -72,7 +72,7 @@ CODES: dict[str, Code] = {
 
 @dataclass(frozen=True)
 class Finding:
-    """One problem: ``code`` (a key of ``CODES``), where, what was seen, what it does, how to fix it."""
+    """One problem: ``code`` (a key of ``FINDING_CODES``), where, what was seen, what it does, its fix."""
 
     code: str
     path: str
@@ -82,19 +82,20 @@ class Finding:
     fix: str = ""
 
     def __post_init__(self) -> None:
-        if self.code not in CODES:
-            raise ValueError(f"code={self.code!r}: not in the doctor's vocabulary; allowed: {', '.join(CODES)}")
+        if self.code not in FINDING_CODES:
+            raise ValueError(f"code={self.code!r}: not in the doctor's vocabulary; "
+                             f"allowed: {', '.join(FINDING_CODES)}")
         if not self.fix:
-            object.__setattr__(self, "fix", CODES[self.code].fix)
+            object.__setattr__(self, "fix", FINDING_CODES[self.code].fix)
 
     @property
     def severity(self) -> str:
-        return CODES[self.code].severity
+        return FINDING_CODES[self.code].severity
 
     def as_dict(self) -> dict:
         """The finding as ``--json`` prints it: its fields, its severity and a one-line message."""
         return {**asdict(self), "severity": self.severity,
-                "message": f"{CODES[self.code].meaning}: {self.evidence}"}
+                "message": f"{FINDING_CODES[self.code].meaning}: {self.evidence}"}
 
 
 class UnusableInput(Exception):

@@ -30,15 +30,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..config import TrainConfig
 from ..data import SyntheticImages, preset
 from ..history import atomic_write_text, loads_strict, read_back, strict_parse_ok
 from ..model import SmallClassifier
+from ..registry import make_tracker
 from ..runfolder import CONFIG, RunFolder, history_key, series
 from ..seeding import seed_everything
 from ..specimens.incident_trackers import IncidentBrokenTracker, IncidentFixedTracker
 from ..specimens.serialisers import SERIALISERS, incident_lossy_dumps, write
-from ..train import TrainConfig
-from .catalogue import make_tracker
 from .incident import INCIDENT_BATCH_SIZE, INCIDENT_CLASSES, INCIDENT_SAMPLES, WRITE_UP, WRITE_UP_QUOTES
 from .mechanisms import (
     ASSUMED_EVIDENCE,
@@ -53,11 +53,11 @@ from .mechanisms import (
     fitting,
     gallery,
 )
-from .report import format_wrapped
 from .streams import first_nonfinite, replay, trajectory_note
+from .tables import format_wrapped
 from .weights import same_weights
 
-__all__ = ["CLAIMS", "Claim", "Finding", "Inputs", "NotebookCell", "claims_markdown", "format_claims",
+__all__ = ["CLAIMS", "Claim", "Inputs", "Measurement", "NotebookCell", "claims_markdown", "format_claims",
            "holds_approximately", "holds_only_if", "incident_markdown", "recorded_run", "run_audit", "write_incident"]
 
 REFERENCE_SOURCE = "recorded full run (accumbug/lessons/recorded/full-cpu; command in data/README.md)"
@@ -97,7 +97,7 @@ def _approximate_count(measured: int, quoted: int, unit: str, others: tuple[str,
 
 
 @dataclass(frozen=True)
-class Finding:
+class Measurement:
     """A measured value in words, its verdict, and where the numbers came from."""
 
     measured: str
@@ -191,25 +191,26 @@ class Claim:
     number: int
     quote: str
     method: str
-    measure: Callable[[Inputs], Finding]
+    measure: Callable[[Inputs], Measurement]
     cell: NotebookCell = AUDIT_CELL
 
 
-def _needs_reference(measure: Callable[[Inputs, dict], Finding]) -> Callable[[Inputs], Finding]:
+def _needs_reference(measure: Callable[[Inputs, dict], Measurement]) -> Callable[[Inputs], Measurement]:
     """A claim measured on the recorded run: "not measured", with the reason, when the run or a tracker is missing."""
-    def run(inputs: Inputs) -> Finding:
+    def run(inputs: Inputs) -> Measurement:
         if inputs.reference is None:
-            return Finding(f"no recorded run in {inputs.reference_dir}: make it with the command in data/README.md",
-                           NOT_MEASURED, REFERENCE_SOURCE)
+            return Measurement(f"no recorded run in {inputs.reference_dir}: "
+                               "make it with the command in data/README.md", NOT_MEASURED, REFERENCE_SOURCE)
         missing = [name for name in REFERENCE_TRACKERS if name not in inputs.reference]
         if missing:
-            return Finding(f"the recorded run in {inputs.reference_dir} has no {', '.join(missing)} tracker; "
-                           "make it with the command in data/README.md", NOT_MEASURED, REFERENCE_SOURCE)
+            return Measurement(f"the recorded run in {inputs.reference_dir} has no {', '.join(missing)} "
+                               "tracker; make it with the command in data/README.md",
+                               NOT_MEASURED, REFERENCE_SOURCE)
         return measure(inputs, inputs.reference)
     return run
 
 
-def _batch_count(inputs: Inputs) -> Finding:
+def _batch_count(inputs: Inputs) -> Measurement:
     quoted = 8_519
     kept = len(DataLoader(range(INCIDENT_SAMPLES), batch_size=INCIDENT_BATCH_SIZE))
     dropped = len(DataLoader(range(INCIDENT_SAMPLES), batch_size=INCIDENT_BATCH_SIZE, drop_last=True))
@@ -218,10 +219,10 @@ def _batch_count(inputs: Inputs) -> Finding:
     measured = (f"{trainer:,} batches in the trainer, the last of {last} samples; DataLoader: {kept:,}, "
                 f"or {dropped:,} with drop_last=True")
     verdict = _approximate_count(trainer, quoted, "batches", (f"the last holds {last} samples",))
-    return Finding(measured, verdict, "torch DataLoader and the trainer's batches")
+    return Measurement(measured, verdict, "torch DataLoader and the trainer's batches")
 
 
-def _batch_average(inputs: Inputs) -> Finding:
+def _batch_average(inputs: Inputs) -> Measurement:
     outputs, labels = inputs.untrained_outputs(1.0)[:INCIDENT_BATCH_SIZE], inputs.first_samples[1][:INCIDENT_BATCH_SIZE]
     criterion = nn.CrossEntropyLoss()
     loss = criterion(outputs, labels).item()
@@ -231,11 +232,11 @@ def _batch_average(inputs: Inputs) -> Finding:
                 f"run's first batch differs): loss.item() = {loss:.4f}; mean of the 16 per-sample losses = "
                 f"{mean:.4f}, their sum = {total:.2f} (reduction={criterion.reduction!r})")
     verdict = HOLDS if abs(loss - mean) <= 1e-5 * abs(mean) else REFUTED
-    return Finding(measured, verdict, "one full-size batch, untrained model")
+    return Measurement(measured, verdict, "one full-size batch, untrained model")
 
 
 @_needs_reference
-def _broken_state(inputs: Inputs, reference: dict) -> Finding:
+def _broken_state(inputs: Inputs, reference: dict) -> Measurement:
     broken, exact = reference["incident-broken:python"], reference["exact"]
     loss_sum, total = series(broken, "loss_sum")[0], series(broken, "total")[0]
     dropped_total = (INCIDENT_SAMPLES // INCIDENT_BATCH_SIZE) * INCIDENT_BATCH_SIZE
@@ -247,10 +248,10 @@ def _broken_state(inputs: Inputs, reference: dict) -> Finding:
         verdict = REFUTED
     else:
         verdict = _approximate_count(total, 136_304, "samples", (f"loss_sum {_pct(loss_sum, 1_238_000)}",))
-    return Finding(measured, verdict, REFERENCE_SOURCE)
+    return Measurement(measured, verdict, REFERENCE_SOURCE)
 
 
-def _formula(inputs: Inputs) -> Finding:
+def _formula(inputs: Inputs) -> Measurement:
     spec = preset("tiny")
     data = SyntheticImages(spec, seed=0)
     seed_everything(0)
@@ -269,7 +270,8 @@ def _formula(inputs: Inputs) -> Finding:
                 f"(relative error {errors['broken']:.0e}); fixed {fixed.get_metrics()['loss']:.6f} "
                 f"({errors['fixed']:.0e}; its last batch of {spec.last_batch_size} weighs as much as one of 16)")
     verdict = REFUTED if errors["broken"] <= 1e-6 < errors["fixed"] else HOLDS
-    return Finding(measured, verdict, "tiny preset, one epoch of an untrained model, per-sample losses in float64")
+    return Measurement(measured, verdict,
+                       "tiny preset, one epoch of an untrained model, per-sample losses in float64")
 
 
 def _replayed(inputs: Inputs, kind: str) -> dict[str, tuple[list[float], float]]:
@@ -297,15 +299,15 @@ def _accumulators(runs: dict, accepted: list[str], condition: str) -> str:
     return holds_only_if(f"{condition} {named}")
 
 
-def _overflow(inputs: Inputs) -> Finding:
+def _overflow(inputs: Inputs) -> Measurement:
     runs = _replayed(inputs, "incident-broken")
     nonfinite = [acc for acc, (trajectory, _) in runs.items() if first_nonfinite(trajectory) is not None]
     measured = "; ".join(f"{acc}: {_describe(*run)}" for acc, run in runs.items())
-    return Finding(measured, _accumulators(runs, nonfinite, "the accumulator is"),
-                   "incident-broken tracker, one full-size epoch (8,520 batches) replayed")
+    return Measurement(measured, _accumulators(runs, nonfinite, "the accumulator is"),
+                       "incident-broken tracker, one full-size epoch (8,520 batches) replayed")
 
 
-def _serialised(inputs: Inputs) -> Finding:
+def _serialised(inputs: Inputs) -> Measurement:
     history = {history_key("train", "loss"): [math.nan, math.inf, -math.inf]}
     shown, zeroing = [], []
     for name in SERIALISERS:
@@ -320,12 +322,12 @@ def _serialised(inputs: Inputs) -> Finding:
         if values == [0.0, 0.0, 0.0]:
             zeroing.append(name)
     condition = f"the writer sanitises them to 0.0 ({', '.join(zeroing)})"
-    return Finding("[nan, inf, -inf] -> " + "; ".join(shown), holds_only_if(condition) if zeroing else REFUTED,
-                   "each writer in serialisers.py")
+    return Measurement("[nan, inf, -inf] -> " + "; ".join(shown),
+                       holds_only_if(condition) if zeroing else REFUTED, "each writer in serialisers.py")
 
 
 @_needs_reference
-def _fixed_state(inputs: Inputs, reference: dict) -> Finding:
+def _fixed_state(inputs: Inputs, reference: dict) -> Measurement:
     fixed = reference["incident-fixed:python"]
     loss_sum, total, loss = series(fixed, "loss_sum")[0], series(fixed, "total")[0], series(fixed, "loss")[0]
     dropped = INCIDENT_SAMPLES // INCIDENT_BATCH_SIZE
@@ -337,31 +339,32 @@ def _fixed_state(inputs: Inputs, reference: dict) -> Finding:
     else:
         verdict = _approximate_count(total, 8_519, "batches",
                                      (f"loss_sum {_pct(loss_sum, 74_000)}, loss {_pct(loss, 8.68)}",))
-    return Finding(measured, verdict, REFERENCE_SOURCE + " and the mechanism gallery with the write-up's fix applied")
+    return Measurement(measured, verdict,
+                       REFERENCE_SOURCE + " and the mechanism gallery with the write-up's fix applied")
 
 
-def _reasonable(inputs: Inputs) -> Finding:
+def _reasonable(inputs: Inputs) -> Measurement:
     losses, sizes = inputs.full_stream
     exact = sum(loss * size for loss, size in zip(losses.tolist(), sizes)) / sum(sizes)
     runs = _replayed(inputs, "incident-fixed")
     close = [acc for acc, (_, loss) in runs.items() if _approx(loss, exact)]
     measured = f"exact {exact:.4f}; " + "; ".join(f"{acc}: {_describe(*run)}" for acc, run in runs.items())
-    return Finding(measured, _accumulators(runs, close, "the accumulator is"),
-                   "incident-fixed tracker, one full-size epoch replayed; reasonable = within 5 % of exact")
+    return Measurement(measured, _accumulators(runs, close, "the accumulator is"), "incident-fixed tracker, "
+                       "one full-size epoch replayed; reasonable = within 5 % of exact")
 
 
 @_needs_reference
-def _same_run(inputs: Inputs, reference: dict) -> Finding:
+def _same_run(inputs: Inputs, reference: dict) -> Measurement:
     broken, fixed = series(reference["incident-broken:python"], "loss"), series(reference["incident-fixed:python"], "loss")
     gaps = [abs(b - f) for b, f in zip(broken, fixed)]
     quoted_gap = 9.08 - 8.68
     measured = (f"epoch 1: broken {broken[0]:.4f}, fixed {fixed[0]:.4f}; largest gap over {len(gaps)} epochs "
                 f"{max(gaps):.4f} ({max(gaps) / fixed[0] * 100:.3f} %), against the quoted {quoted_gap:.2f}")
-    return Finding(measured, HOLDS if _approx(max(gaps), quoted_gap) else REFUTED, REFERENCE_SOURCE)
+    return Measurement(measured, HOLDS if _approx(max(gaps), quoted_gap) else REFUTED, REFERENCE_SOURCE)
 
 
 @_needs_reference
-def _console_vs_file(inputs: Inputs, reference: dict) -> Finding:
+def _console_vs_file(inputs: Inputs, reference: dict) -> Measurement:
     corrupted = finite_console = 0
     for history in reference.values():
         saved = series(loads_strict(incident_lossy_dumps(history)), "loss")
@@ -379,19 +382,19 @@ def _console_vs_file(inputs: Inputs, reference: dict) -> Finding:
     else:
         verdict = holds_only_if(f"the history is corrupted after the console printed it ({', '.join(both)})") \
             if both else REFUTED
-    return Finding(measured, verdict, REFERENCE_SOURCE + " and the mechanism gallery")
+    return Measurement(measured, verdict, REFERENCE_SOURCE + " and the mechanism gallery")
 
 
 @_needs_reference
-def _accuracies(inputs: Inputs, reference: dict) -> Finding:
+def _accuracies(inputs: Inputs, reference: dict) -> Measurement:
     saved = {(tuple(series(h, "top1")), tuple(series(h, "top5"))) for h in reference.values()}
     top1, top5 = series(reference["exact"], "top1"), series(reference["exact"], "top5")
     measured = (f"{len(reference)} trackers, {len(saved)} distinct top-1/top-5 histories; last epoch "
                 f"top-1 {top1[-1]:.2f} %, top-5 {top5[-1]:.2f} %")
-    return Finding(measured, HOLDS if len(saved) == 1 else REFUTED, REFERENCE_SOURCE)
+    return Measurement(measured, HOLDS if len(saved) == 1 else REFUTED, REFERENCE_SOURCE)
 
 
-def _weights(inputs: Inputs) -> Finding:
+def _weights(inputs: Inputs) -> Measurement:
     accumulators = ("python", "float16", "bfloat16")
     config = TrainConfig(preset="tiny", epochs=2, seed=0)
     broken = [f"incident-broken:{acc}" for acc in accumulators]
@@ -399,10 +402,10 @@ def _weights(inputs: Inputs) -> Finding:
     identical = same_weights(config, broken, fixed)
     measured = (f"two tiny runs, seed 0, {config.epochs} epochs, tracked by {', '.join(broken)} and by "
                 f"{', '.join(fixed)}: state_dicts {'identical' if identical else 'different'} bit for bit")
-    return Finding(measured, HOLDS if identical else REFUTED, "two tiny training runs")
+    return Measurement(measured, HOLDS if identical else REFUTED, "two tiny training runs")
 
 
-def _initial_loss(inputs: Inputs) -> Finding:
+def _initial_loss(inputs: Inputs) -> Measurement:
     labels = inputs.first_samples[1]
     default = nn.functional.cross_entropy(inputs.untrained_outputs(1.0), labels).item()
     spread = nn.functional.cross_entropy(inputs.untrained_outputs(4.0), labels).item()
@@ -411,8 +414,8 @@ def _initial_loss(inputs: Inputs) -> Finding:
                 f"({_pct(default, 9.14)}), {spread:.4f} with the package's 4x head; ln 7120 = {chance:.4f}")
     if inputs.reference is not None:
         measured += f"; recorded run's epoch-1 mean {inputs.reference['exact']['train_loss'][0]:.4f}"
-    return Finding(measured, HOLDS if _approx(default, 9.14) and 9.14 > chance else REFUTED,
-                   "forward pass of an untrained full-size model")
+    return Measurement(measured, HOLDS if _approx(default, 9.14) and 9.14 > chance else REFUTED,
+                       "forward pass of an untrained full-size model")
 
 
 CLAIMS = (

@@ -11,7 +11,7 @@ runs the notebooks' own cells: every check fails on the starting code and passes
 solutions in ``notebooks/exercises/solutions/``.
 
 1. ``check_epoch_loss``: a tracker to fix (``01_fix_the_tracker.ipynb``);
-2. ``check_accumulator``: a tracker and accumulator to choose (``02_choose_the_accumulator.ipynb``);
+2. ``check_accumulator_choice``: a tracker and accumulator to choose (``02_choose_the_accumulator.ipynb``);
 3. ``check_serialiser``: a history writer to make lossless (``03_lossless_history.ipynb``);
 4. ``check_rank_reduction``: an epoch loss put together across ranks (``04_reduce_across_ranks.ipynb``).
 
@@ -32,14 +32,14 @@ import torch
 from ..data import preset
 from ..distributed import rank_shard, sync_simulated
 from ..history import loads_strict
+from ..registry import make_tracker
 from ..runfolder import history_key
 from ..trackers import TOPK
-from .catalogue import make_tracker
 from .mechanisms import scenario_losses
 from .streams import batch_sizes, first_nonfinite, loss_sums, replay, trajectory_note
 
-__all__ = ["Check", "Overflow", "check_accumulator", "check_epoch_loss", "check_rank_reduction", "check_serialiser",
-           "float16_overflow"]
+__all__ = ["Check", "Overflow", "check_accumulator_choice", "check_epoch_loss", "check_rank_reduction",
+           "check_serialiser", "float16_overflow"]
 
 EXACT_WITHIN = 1e-9  # relative: what "equals the exact loss" means in the checks
 FLOAT16_MAX = torch.finfo(torch.float16).max  # 65,504: float16's largest finite value
@@ -134,7 +134,7 @@ def check_epoch_loss(cls) -> Check:
         ("empty epoch", empty), ("non-finite batch", nonfinite))))
 
 
-def check_accumulator(tracker: str, accumulator: str) -> Check:
+def check_accumulator_choice(tracker: str, accumulator: str) -> Check:
     """Check a choice of incident tracker (``incident-broken``/``incident-fixed``) and accumulator.
 
     The model trains under float16 autocast: its outputs are float16 (so ``auto``, the
@@ -211,7 +211,7 @@ def _by_spacing(half: list[float], addends: list[float]) -> tuple[tuple[float, i
 
 
 def float16_overflow() -> Overflow:
-    """Where ``incident-broken:float16`` overflows over ``check_accumulator``'s full-size epoch, and why there.
+    """Where ``incident-broken:float16`` overflows in ``check_accumulator_choice``'s full epoch, and why.
 
     The same stream as the check's (``mechanisms.scenario_losses``: batch losses that fall
     through the epoch around the write-up's epoch-1 loss), summed as the tracker sums it

@@ -22,20 +22,29 @@ habit, with the incident's "fixed" tracker in place of the "broken" one (``with_
 ``after_the_fix`` asks whether any mechanism gives both the write-up's before (console real,
 file 0.0) and its after-line (the file repeats the console, digit for digit).
 ``03_what_really_breaks.ipynb`` teaches it; ``04_explorer.ipynb`` shows each case.
+
+The doctor says which mechanisms fit a user's zeroed file without running the gallery: it
+reads the diagnosis stored in ``doctor/mechanism_evidence.json`` (``mechanism_evidence_record``).
+``python -m accumbug.lessons.mechanisms`` (``write_mechanism_evidence``) writes that file again
+after a mechanism or its evidence changes; ``tests/test_mechanisms.py`` fails while it is stale.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from functools import lru_cache, partial
+from pathlib import Path
 from typing import Callable
 
 import torch
 
+from ..config import TrainConfig
 from ..data import preset
 from ..distributed import rank_shard
-from ..history import read_back
+from ..doctor.examine import MECHANISM_EVIDENCE_FILE
+from ..history import atomic_write_text, read_back
 from ..runfolder import history_key, series
 from ..specimens.gallery_trackers import (
     GuardedTracker,
@@ -47,17 +56,47 @@ from ..specimens.gallery_trackers import (
 from ..specimens.incident_trackers import IncidentBrokenTracker, IncidentFixedTracker
 from ..specimens.serialisers import write
 from ..trackers import ExactTracker
-from ..train import TrainConfig
 from .incident import INCIDENT_AFTER_VALUES, INCIDENT_CONSOLE, INCIDENT_SAVED_LINE
-from .report import format_rows
 from .streams import batch_sizes, scored_batches, simulated_losses, trajectory_note
+from .tables import format_rows
 from .weights import bitwise_equal, toy_sgd, trained_weights
 
-__all__ = ["ASSUMED", "ASSUMED_EVIDENCE", "EVIDENCE", "EVIDENCE_BASIS", "EVIDENCE_STATUS", "FIXED_SPECIMENS",
-           "MECHANISMS", "Mechanism", "OBSERVED", "OBSERVED_EVIDENCE", "Outcome", "after_line_repeats_console",
-           "after_the_fix", "after_the_fix_conclusion", "console_is_real", "diagnosis", "epoch_stream", "evidence_comparison", "exact_loss", "fitting",
-           "format_after_the_fix", "format_diagnosis", "format_values", "format_evidence_comparison", "format_gallery", "gallery",
-           "incident_scenario", "log_epochs", "mechanism", "observed_evidence", "scenario_losses", "with_the_fix"]
+__all__ = [
+    "ASSUMED",
+    "ASSUMED_EVIDENCE",
+    "EVIDENCE",
+    "EVIDENCE_BASIS",
+    "EVIDENCE_STATUS",
+    "FIXED_SPECIMENS",
+    "MECHANISMS",
+    "OBSERVED",
+    "OBSERVED_EVIDENCE",
+    "Mechanism",
+    "Outcome",
+    "after_line_repeats_console",
+    "after_the_fix",
+    "after_the_fix_conclusion",
+    "console_is_real",
+    "diagnosis",
+    "epoch_stream",
+    "evidence_comparison",
+    "exact_loss",
+    "fitting",
+    "format_after_the_fix",
+    "format_diagnosis",
+    "format_evidence_comparison",
+    "format_gallery",
+    "format_values",
+    "gallery",
+    "incident_scenario",
+    "log_epochs",
+    "mechanism",
+    "mechanism_evidence_record",
+    "observed_evidence",
+    "scenario_losses",
+    "with_the_fix",
+    "write_mechanism_evidence",
+]
 
 SPREAD = 0.2  # each epoch's batch losses fall from (console loss + SPREAD) to (console loss - SPREAD)
 REAL_WITHIN = 0.02  # a console value is "real" when finite and within 2 % of the exact loss
@@ -586,3 +625,24 @@ def format_after_the_fix(rows: list[dict]) -> str:
                                 "before_zeros": "before: file 0.0", "after_file": "after the fix: file",
                                 "after_equals_console": "after = console before", "explains_both": "explains both"})
     return f"{table}\n\n{after_the_fix_conclusion(rows)}"
+
+
+MADE_BY = "python -m accumbug.lessons.mechanisms"  # the command that writes the doctor's copy
+
+
+def mechanism_evidence_record(rows: list[dict]) -> dict:
+    """``diagnosis`` rows as the doctor reads them: the command that made them, each piece of evidence's
+    label, and each mechanism's key, title and which evidence its outcome shows."""
+    return {"made_by": MADE_BY, "evidence": {name: label for name, (label, _) in EVIDENCE.items()},
+            "mechanisms": [{"key": row["mechanism"], "title": mechanism(row["mechanism"]).title,
+                            "shows": {name: row[name] for name in EVIDENCE}} for row in rows]}
+
+
+def write_mechanism_evidence(path: str | Path = MECHANISM_EVIDENCE_FILE) -> Path:
+    """Run the gallery; store its diagnosis where the doctor reads it (``doctor/mechanism_evidence.json``)."""
+    atomic_write_text(path, json.dumps(mechanism_evidence_record(diagnosis(gallery())), indent=1) + "\n")
+    return Path(path)
+
+
+if __name__ == "__main__":
+    print(f"written: {write_mechanism_evidence()}")

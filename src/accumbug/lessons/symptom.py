@@ -33,7 +33,7 @@ from ..specimens.gallery_trackers import (
 from ..specimens.incident_log import IncidentLog
 from ..train import TrainResult
 from .mechanisms import console_is_real, format_values
-from .report import format_rows, strict_history
+from .tables import format_rows, strict_history
 
 __all__ = ["CODE_PATHS", "SYMPTOMS", "format_symptom", "format_symptom_verdicts", "incident_files", "symptom_rows",
            "symptom_trackers", "symptom_verdicts"]

@@ -19,8 +19,9 @@ import io
 
 import torch
 
-from ..train import TrainConfig, train
-from .catalogue import make_trackers
+from ..config import TrainConfig
+from ..registry import make_trackers
+from ..train import train
 
 __all__ = ["TOY_FEATURES", "bitwise_equal", "same_weights", "toy_sgd", "trained_weights"]
 

@@ -31,12 +31,12 @@ import torch
 
 from ..trackers import TOPK, MetricTracker
 
-__all__ = ["ACCUMULATORS", "IncidentBrokenTracker", "IncidentFixedTracker", "check_accumulator"]
+__all__ = ["ACCUMULATORS", "IncidentBrokenTracker", "IncidentFixedTracker", "validate_accumulator"]
 
 ACCUMULATORS = ("python", "float64", "float32", "bfloat16", "float16", "auto")
 
 
-def check_accumulator(accumulator: str) -> str:
+def validate_accumulator(accumulator: str) -> str:
     """``accumulator`` if it is one of ``ACCUMULATORS``; else a ``ValueError`` naming the allowed ones."""
     if accumulator not in ACCUMULATORS:
         raise ValueError(f"accumulator={accumulator!r}: unknown; allowed: {', '.join(ACCUMULATORS)}")
@@ -48,7 +48,7 @@ class _IncidentTracker(MetricTracker):
 
     def __init__(self, accumulator: str = "python"):
         super().__init__()
-        self.accumulator = check_accumulator(accumulator)
+        self.accumulator = validate_accumulator(accumulator)
         self.name = f"{self.kind}:{accumulator}"
         for name, default in (("loss_sum", 0.0), ("total", 0), ("top1_correct", 0), ("top5_correct", 0),
                               ("targets", [])):

@@ -2,7 +2,7 @@
 
 Each framework's module (``lightning_cases``, ``keras_cases``, ``hf_cases``,
 ``torchmetrics_cases``, ``ignite_cases``) runs small cases on one shared uneven-batch data set
-(``data.py``) and returns ``WildCase`` records (``cases.py``): what the framework displayed,
+(``data.py``) and returns ``WildCase`` records (``record.py``): what the framework displayed,
 what it saved, the exact value. ``summary.py`` puts them in one table and one figure. Taught
 in ``notebooks/07_in_the_wild.ipynb``.
 

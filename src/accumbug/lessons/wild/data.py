@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ...validation import check_whole
+
 __all__ = ["BATCH", "FEATURES", "SAMPLES", "WildData", "uneven_data", "zero_linear"]
 
 SAMPLES, BATCH, FEATURES = 1032, 16, 4
@@ -61,10 +63,8 @@ class WildData:
 
 def uneven_data(samples: int = SAMPLES, batch_size: int = BATCH, outliers=None, seed: int = 0) -> WildData:
     """The shared data set; ``outliers`` (sample indices) default to the last partial batch's samples."""
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
-        raise ValueError(f"samples={samples!r}: must be a whole number >= 2")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= samples:
-        raise ValueError(f"batch_size={batch_size!r}: must be a whole number from 1 to samples={samples}")
+    samples = check_whole("samples", samples, 2)
+    batch_size = check_whole("batch_size", batch_size, 1, samples, maximum_name="samples")
     if outliers is None:
         outliers = range(samples - (samples % batch_size or batch_size), samples)
     outliers = tuple(sorted({int(i) for i in outliers}))

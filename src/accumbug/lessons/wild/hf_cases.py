@@ -41,8 +41,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from .cases import WildCase, installed_case
 from .data import FEATURES, WildData, uneven_data
+from .record import WildCase, installed_case
 
 __all__ = ["ACCUMULATION", "LOGGING_STEPS", "NAN_STEP", "accumulation_formulas", "hf_cases", "model_classes"]
 
@@ -124,7 +124,7 @@ def accumulation_formulas(data: WildData, accumulation: int = ACCUMULATION) -> l
 
 
 @dataclass(frozen=True)
-class _Run:
+class _TrainerRun:
     """One Trainer run: its printed log lines, ``log_history`` read back from its file, and ``train_loss``."""
 
     printed: list[str]
@@ -144,7 +144,7 @@ class _Run:
         return [entry[key] for entry in self.saved if key in entry and step in (None, entry["step"])][-1]
 
 
-def _train(model, data: WildData, out: Path, **settings) -> _Run:
+def _train(model, data: WildData, out: Path, **settings) -> _TrainerRun:
     """One epoch of ``Trainer`` at learning rate 0, in order, on the CPU; what it printed and saved.
 
     Nothing reaches the console: the log lines (``disable_tqdm=True`` prints each as a dict of
@@ -164,7 +164,7 @@ def _train(model, data: WildData, out: Path, **settings) -> _Run:
         trainer.save_state()
     state_file = out / "trainer_state.json"
     saved = json.loads(state_file.read_text(encoding="utf-8"))["log_history"]
-    return _Run(printed.getvalue().splitlines(), saved, state_file, result.training_loss)
+    return _TrainerRun(printed.getvalue().splitlines(), saved, state_file, result.training_loss)
 
 
 def _case(case: str, displayed: float | None, saved: float, exact: float, **extra) -> WildCase:

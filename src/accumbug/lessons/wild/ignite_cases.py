@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .cases import WildCase, installed_case
 from .data import WildData, uneven_data, zero_linear
+from .record import WildCase, installed_case
 
 __all__ = ["ignite_cases"]
 

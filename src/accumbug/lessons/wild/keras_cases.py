@@ -27,8 +27,8 @@ import re
 from pathlib import Path
 
 from ...doctor.consoles import parse_console
-from .cases import WildCase
 from .data import WildData, uneven_data
+from .record import WildCase
 from .versions import cached_install, run_with
 
 __all__ = ["keras_cases", "upstream"]

@@ -47,8 +47,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, default_collate
 
-from .cases import WildCase, signed_error
 from .data import uneven_data, zero_linear
+from .record import WildCase, signed_error
 
 __all__ = ["METRIC", "STEPS", "lightning_cases", "quiet", "saved_value", "shown_value", "text_progress_bar", "trained",
            "zero_module"]

@@ -1,4 +1,4 @@
-"""The in-the-wild cases in one table and one figure (``07_in_the_wild.ipynb``, the README's table).
+"""The in-the-wild cases in one table and one figure (``07_in_the_wild.ipynb``, the table in ``docs/frameworks.md``).
 
 ``format_wild_table`` writes a Markdown table: framework and version, the case, what was
 displayed and saved, the exact value, the saved value's error and the upstream reference.
@@ -17,8 +17,8 @@ from matplotlib.ticker import FuncFormatter
 
 from ...doctor.examine import examine
 from ..plots import OKABE_ITO
-from .cases import WildCase
 from .data import WildData
+from .record import WildCase
 
 __all__ = ["format_wild_cases", "format_wild_data", "format_wild_doctor", "format_wild_table", "plot_wild"]
 

@@ -16,8 +16,8 @@ import warnings
 import torch
 from torch.nn import functional
 
-from .cases import WildCase, installed_case
 from .data import WildData, uneven_data, zero_linear
+from .record import WildCase, installed_case
 
 __all__ = ["NAN_BATCH", "torchmetrics_cases"]
 

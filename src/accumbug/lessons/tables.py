@@ -23,8 +23,22 @@ from ..specimens.serialisers import incident_lossy_dumps
 from ..train import TrainResult
 from .streams import first_nonfinite, stall_start
 
-__all__ = ["Html", "RANK_COLUMNS", "differing_lines", "divergence_rows", "format_rows", "format_table", "strict_history",
-           "format_verdicts", "format_wrapped", "limit_rows", "rank_rows", "run_verdicts", "incident_comparison", "source_side_by_side"]
+__all__ = [
+    "RANK_COLUMNS",
+    "Html",
+    "differing_lines",
+    "divergence_rows",
+    "format_rows",
+    "format_table",
+    "format_verdicts",
+    "format_wrapped",
+    "incident_comparison",
+    "limit_rows",
+    "rank_rows",
+    "run_verdicts",
+    "source_side_by_side",
+    "strict_history",
+]
 
 EXACT = "exact"
 

@@ -7,43 +7,52 @@ names: ``exact``; the naive cross-rank ones ``naive-rank0``, ``naive-rank-mean``
 ``:ACCUMULATOR`` (alone they mean ``:python``, the incident's own code); and the symptom's
 ``in-place-mean``, ``in-place-mean-fixed``, ``tensor-loss`` and ``tensor-loss-fixed``, each
 with the one accumulator it has (``lessons/symptom.py``).
+
+``TRACKER_KINDS`` and ``ACCUMULATORS`` are the one list of what is allowed:
+``tracker_names_help()`` renders it for ``make_tracker``'s error and for the command line's
+``--tracker`` help, so a kind added here shows in both. An entry point beside ``cli`` and
+``lab``: it imports the core and ``specimens`` only, so the lessons may use it too.
 """
 
 from __future__ import annotations
 
-from ..specimens.gallery_trackers import (
+from .specimens.gallery_trackers import (
     InPlaceMeanFixedTracker,
     InPlaceMeanTracker,
     TensorLossFixedTracker,
     TensorLossTracker,
 )
-from ..specimens.incident_trackers import (
+from .specimens.incident_trackers import (
     ACCUMULATORS,
     IncidentBrokenTracker,
     IncidentFixedTracker,
-    check_accumulator,
+    validate_accumulator,
 )
-from ..specimens.rank_trackers import NAIVE_RANK_TRACKERS
-from ..trackers import ExactTracker
+from .specimens.rank_trackers import NAIVE_RANK_TRACKERS
+from .trackers import ExactTracker
 
-__all__ = ["INCIDENT_KINDS", "NAIVE_RANK_KINDS", "SYMPTOM_KINDS", "TRACKER_KINDS", "make_tracker", "make_trackers"]
+__all__ = ["INCIDENT_KINDS", "NAIVE_RANK_KINDS", "SYMPTOM_KINDS", "TRACKER_KINDS", "make_tracker",
+           "make_trackers", "tracker_names_help"]
 
 NAIVE_RANK_KINDS = tuple(cls.kind for cls in NAIVE_RANK_TRACKERS)
 INCIDENT_KINDS = (IncidentBrokenTracker.kind, IncidentFixedTracker.kind)
 SYMPTOM_TRACKERS = (InPlaceMeanTracker, InPlaceMeanFixedTracker, TensorLossTracker, TensorLossFixedTracker)
 SYMPTOM_KINDS = tuple(cls.kind for cls in SYMPTOM_TRACKERS)
-TRACKER_KINDS = {cls.kind: cls for cls in (IncidentBrokenTracker, IncidentFixedTracker, ExactTracker,
-                                           *NAIVE_RANK_TRACKERS, *SYMPTOM_TRACKERS)}
+TRACKER_KINDS = {cls.kind: cls for cls in (ExactTracker, *NAIVE_RANK_TRACKERS, IncidentBrokenTracker,
+                                           IncidentFixedTracker, *SYMPTOM_TRACKERS)}
+
+
+def tracker_names_help() -> str:
+    """The names ``make_tracker`` accepts, from ``TRACKER_KINDS`` and ``ACCUMULATORS``, in one line."""
+    names = [f"{kind}[:ACCUMULATOR]" if kind in INCIDENT_KINDS else kind for kind in TRACKER_KINDS]
+    return f"{', '.join(names)}; ACCUMULATOR one of {', '.join(ACCUMULATORS)}"
 
 
 def make_tracker(spec: str):
     """A fresh tracker from its name (see the module's docstring for the names)."""
     kind, _, accumulator = str(spec).partition(":")
     if kind not in TRACKER_KINDS:
-        raise ValueError(
-            f"tracker={spec!r}: unknown; allowed: exact, {', '.join(NAIVE_RANK_KINDS)}, incident-broken[:ACCUMULATOR], "
-            f"incident-fixed[:ACCUMULATOR] with ACCUMULATOR one of {', '.join(ACCUMULATORS)}, "
-            f"{', '.join(SYMPTOM_KINDS)}")
+        raise ValueError(f"tracker={spec!r}: unknown; allowed: {tracker_names_help()}")
     if kind in SYMPTOM_KINDS:
         tracker = TRACKER_KINDS[kind]()
         if accumulator and accumulator != tracker.accumulator:
@@ -54,7 +63,7 @@ def make_tracker(spec: str):
         if accumulator and accumulator != "float64":
             raise ValueError(f"tracker={spec!r}: {kind} always accumulates in float64; write '{kind}'")
         return TRACKER_KINDS[kind]()
-    return TRACKER_KINDS[kind](check_accumulator(accumulator or "python"))
+    return TRACKER_KINDS[kind](validate_accumulator(accumulator or "python"))
 
 
 def make_trackers(specs) -> list:

@@ -1,4 +1,4 @@
-"""The doctor's report: text grouped by file (the most serious first), or JSON for tools."""
+"""The doctor's output formats: text grouped by file (the most serious first), or JSON for tools."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from itertools import groupby
 from .examine import Examination
 from .findings import SEVERITIES
 
-__all__ = ["format_json", "format_text", "summary"]
+__all__ = ["format_findings", "format_findings_json", "summary"]
 
 WIDTH = 100
 
@@ -32,7 +32,7 @@ def summary(examination: Examination) -> str:
             f"({shown}){skipped}")
 
 
-def format_text(examination: Examination) -> str:
+def format_findings(examination: Examination) -> str:
     """The findings grouped by file, each with its code, line, evidence, consequence and fix; then the summary."""
     lines = []
     for path, findings in groupby(examination.findings, key=lambda f: f.path):
@@ -46,7 +46,7 @@ def format_text(examination: Examination) -> str:
     return "\n".join([*lines, summary(examination)])
 
 
-def format_json(examination: Examination) -> str:
+def format_findings_json(examination: Examination) -> str:
     """``{"findings": [...], "examined": [...], "skipped": [...]}``, one object per finding with its message."""
     return json.dumps({"findings": [f.as_dict() for f in examination.findings], "examined": examination.examined,
                        "skipped": examination.skipped}, indent=1)
