@@ -22,7 +22,7 @@ from accumbug.registry import make_trackers
 from accumbug.runfolder import RunFolder
 from accumbug.seeding import seed_everything
 from accumbug.train import train
-from accumbug.validation import check_choice, check_real, check_whole
+from accumbug.validation import check_choice, check_flag, check_real, check_whole
 
 INTEGERS = [np.int64, np.int32, np.int16, np.uint8]
 FLOATS = [np.float64, np.float32]
@@ -125,6 +125,21 @@ def test_train_config_takes_numpy_numbers_and_keeps_python_ones(integer, real):
 def test_train_config_refuses_a_bool_for_a_whole_number(name):
     with pytest.raises(ValueError, match=f"^{name}=True: must be a whole number"):
         TrainConfig(preset="tiny", **{name: True})
+
+
+@pytest.mark.parametrize("name", ["progress", "stop_on_nonfinite", "eval_only"])
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_train_config_takes_only_true_or_false_for_a_switch(name, value):
+    with pytest.raises(ValueError, match=f"^{name}={value!r}: must be True or False$"):
+        TrainConfig(preset="tiny", **{name: value})
+    config = TrainConfig(preset="tiny", **{name: np.bool_(True)})
+    assert getattr(config, name) is True
+
+
+def test_check_flag_gives_a_python_bool():
+    assert check_flag("x", np.bool_(False)) is False and check_flag("x", True) is True
+    with pytest.raises(ValueError, match=r"^x=0: must be True or False$"):
+        check_flag("x", 0)
 
 
 @pytest.mark.parametrize("name", ["lr", "momentum", "warmup_from", "warmup_epochs"])

@@ -17,7 +17,7 @@ import torch
 from .data import DataSpec, preset
 from .runfolder import RunFolder, RunFolderError
 from .trackers import TOPK
-from .validation import check_choice, check_real, check_whole
+from .validation import check_choice, check_flag, check_real, check_whole
 
 __all__ = ["AMP_MODES", "RESUMABLE_CHANGES", "SCHEDULES", "Schedule", "TrainConfig", "resolve_device",
            "run_config"]
@@ -84,6 +84,8 @@ class TrainConfig:
         keep("momentum", check_real("momentum", self.momentum, 0, 1, high_open=True))
         keep("hidden", check_whole("hidden", self.hidden, 1))
         check_choice("amp", self.amp, AMP_MODES)
+        for name in ("progress", "stop_on_nonfinite", "eval_only"):
+            keep(name, check_flag(name, getattr(self, name)))
         for name in ("samples", "classes", "batch_size"):  # their bounds: DataSpec's, in data_spec()
             if getattr(self, name) is not None:
                 keep(name, check_whole(name, getattr(self, name)))

@@ -17,7 +17,7 @@ import math
 import numbers
 from collections.abc import Iterable
 
-__all__ = ["check_choice", "check_real", "check_whole", "is_real"]
+__all__ = ["check_choice", "check_flag", "check_real", "check_whole", "is_real"]
 
 
 def is_real(value) -> bool:
@@ -89,6 +89,16 @@ def check_real(name: str, value, low: float | None = None, high: float | None = 
     if refused:
         raise ValueError(f"{name}={number!r}: must be {wanted}")
     return number
+
+
+def check_flag(name: str, value) -> bool:
+    """``value`` as a Python ``bool`` (NumPy's ``bool_`` included), or a ``ValueError`` naming it.
+
+    ``1`` or ``"yes"`` is refused: a setting that switches behaviour on takes True or False only.
+    """
+    if type(value).__name__ not in ("bool", "bool_"):
+        raise ValueError(f"{name}={value!r}: must be True or False")
+    return bool(value)
 
 
 def check_choice(name: str, value, allowed: Iterable):
