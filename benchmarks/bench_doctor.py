@@ -29,7 +29,10 @@ HISTORIES = (".json", ".csv")
 
 
 def _fill(folder: Path, suffixes: tuple[str, ...], count: int) -> int:
-    """Copy corpus files with ``suffixes`` round-robin into ``folder`` until there are ``count``; return the pool size."""
+    """Copy corpus files with ``suffixes`` round-robin into ``folder`` until there are ``count``.
+
+    Returns the pool size.
+    """
     pool = sorted(p for p in CORPUS.rglob("*") if p.suffix in suffixes)
     for index, source in zip(range(count), itertools.cycle(pool)):
         shutil.copyfile(source, folder / f"{index:03d}-{source.name}")

@@ -115,7 +115,8 @@ def main() -> None:
                           "summary": summary})
     print(f"pipeline / naive = {speedup:.2f}x; pipeline over bare = {overhead * 100:.1f} % (median chunk rates); "
           f"full epoch with the pipeline ~{summary['pipeline_epoch_seconds_estimate']} s, of which batches alone "
-          f"~{summary['batches_only_epoch_seconds_estimate']} s ({summary['batches_only_share_of_bare_pct']} % of the bare steps)")
+          f"~{summary['batches_only_epoch_seconds_estimate']} s "
+          f"({summary['batches_only_share_of_bare_pct']} % of the bare steps)")
     print(f"written: {path}")
 
 

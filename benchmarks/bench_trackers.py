@@ -177,7 +177,8 @@ def main() -> None:
     print(f"exact / torchmetrics = {summary['exact_over_torchmetrics']}")
     print(f"in a step (plain step {plain_step * 1e6:.1f} us):")
     for name, row in in_step_results.items():
-        print(f"{name:{width}s}  {row['us_per_step']:8.1f} us/step  {row['share_of_step_pct']:6.2f} % over a plain step")
+        print(f"{name:{width}s}  {row['us_per_step']:8.1f} us/step  "
+              f"{row['share_of_step_pct']:6.2f} % over a plain step")
     print(f"written: {path}")
 
 

@@ -23,7 +23,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def machine() -> dict:
     cpu = platform.processor() or platform.machine()
     try:
-        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        with open("/proc/cpuinfo") as cpuinfo:
+            names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
         cpu = names[0] if names else cpu
     except OSError:
         pass

@@ -48,7 +48,8 @@ REQUIRE = "ACCUMBUG_REQUIRE_BROWSER"
 
 # Where the notebook's own cells leave the accumulation pane (the cell that sets controls from code),
 # then the pane after each change this test makes in the page: the accumulator, then the batch size.
-START = {"samples": 10_000, "batch_size": 64, "accumulator": "float64", "tracker": "incident-broken", "serialiser": "strict"}
+START = {"samples": 10_000, "batch_size": 64, "accumulator": "float64", "tracker": "incident-broken",
+         "serialiser": "strict"}
 FLOAT16 = {**START, "accumulator": "float16"}
 FLOAT16_BATCH_16 = {**FLOAT16, "batch_size": 16}
 
@@ -126,7 +127,8 @@ def lab(tmp_path_factory, free_port):
         sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
         "--ServerApp.port_retries=0", f"--ServerApp.root_dir={folders['notebooks']}",
         "--IdentityProvider.token=", "--ServerApp.password=",
-        "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
         "--LabApp.extension_manager=readonly",
         f"--LabApp.user_settings_dir={folders['settings']}", f"--LabApp.workspaces_dir={folders['workspaces']}",
     ]
@@ -150,7 +152,8 @@ def playwright_api():
     try:
         return importlib.import_module("playwright.sync_api")
     except ImportError as error:
-        _absent(f"Playwright for Python is not installed (it is in the test extra: pip install -e '.[lab,test]'): {error}")
+        _absent("Playwright for Python is not installed "
+                f"(it is in the test extra: pip install -e '.[lab,test]'): {error}")
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +174,8 @@ def browser(playwright_api):
 
 def _note_cells(view_html: str) -> list[str]:
     """The text of every table cell of a view's HTML note, as the page shows it."""
-    return [html.unescape(re.sub(r"<[^>]+>", "", cell)) for cell in re.findall(r"<td[^>]*>(.*?)</td>", view_html, re.DOTALL)]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", view_html, re.DOTALL)
+    return [html.unescape(re.sub(r"<[^>]+>", "", cell)) for cell in cells]
 
 
 def _image_bytes(image) -> bytes:
@@ -230,7 +234,8 @@ def test_explorer_runs_and_redraws_in_jupyterlab(browser, playwright_api, lab, t
         explorer = page.locator(".jp-OutputArea-output .widget-vbox").first
         expect(explorer).to_be_visible(timeout=REDRAW_MS)
         cell = page.locator(".jp-Notebook .jp-CodeCell", has=explorer)
-        pane = explorer.locator(".widget-hbox", has=page.locator("img.widget-image")).first  # accumulation, then mechanism
+        # the panes are accumulation, then mechanism: the first one
+        pane = explorer.locator(".widget-hbox", has=page.locator("img.widget-image")).first
         image, note = pane.locator("img.widget-image"), pane.locator("table")
         before = _expect_pane(expect, note, image, START)
         FIGURES.mkdir(parents=True, exist_ok=True)

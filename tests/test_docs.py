@@ -16,15 +16,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from accumbug.cli import main
-from accumbug.doctor import findings
-
-try:
-    from accumbug.registry import TRACKER_KINDS, make_tracker
-except ImportError:  # before the registry moved out of lessons/
-    from accumbug.lessons.catalogue import TRACKER_KINDS, make_tracker
-
 from test_bad_inputs import (  # the damage test_bad_inputs does, reused for the table's rows
     committed,
     corrupt_checkpoint,
@@ -37,6 +28,10 @@ from test_bad_inputs import (  # the damage test_bad_inputs does, reused for the
     truncate_checkpoint,
     truncate_history,
 )
+
+from accumbug.cli import main
+from accumbug.doctor.findings import FINDING_CODES
+from accumbug.registry import TRACKER_KINDS, make_tracker
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -71,14 +66,19 @@ def outside_fences(text: str) -> str:
     return re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
 
 
+# --- the notebooks ---------------------------------------------------------------------------------
+
+
+def test_the_readme_lists_every_notebook_and_only_those():
+    """The README's notebooks table has one row per notebook in notebooks/, and each row's file exists."""
+    table = section(README, "Notebooks")
+    rows = re.findall(r"^\| `(notebooks/[^`]+)` \|", table, flags=re.MULTILINE)
+    notebooks = sorted(f"notebooks/{p.name}" for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert [row for row in rows if row.endswith(".ipynb")] == notebooks
+    assert all((ROOT / row).exists() for row in rows)
+
+
 # --- the doctor ------------------------------------------------------------------------------------
-
-
-def vocabulary() -> dict:
-    """The doctor's finding codes, from its registry (the name changed once; either spelling is read)."""
-    codes = getattr(findings, "FINDING_CODES", None) or getattr(findings, "CODES", None)
-    assert codes, "accumbug.doctor.findings has no FINDING_CODES or CODES"
-    return codes
 
 
 def test_doctor_codes_listed_are_the_vocabulary():
@@ -86,7 +86,7 @@ def test_doctor_codes_listed_are_the_vocabulary():
     text = section(DOCS / "doctor.md", "Finding codes")
     bullets = re.findall(r"^- `([^`]+)` \((\w+)\): (.*?)(?=^- |^\s*$|\Z)", text + "\n", flags=re.MULTILINE | re.DOTALL)
     listed = [(code, severity, " ".join(meaning.split())) for code, severity, meaning in bullets]
-    assert listed == [(code, entry.severity, entry.meaning) for code, entry in vocabulary().items()]
+    assert listed == [(code, entry.severity, entry.meaning) for code, entry in FINDING_CODES.items()]
 
 
 def test_doctor_example_is_what_the_doctor_prints(capsys, monkeypatch):

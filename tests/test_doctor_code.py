@@ -190,8 +190,8 @@ CASES = {
     "bfloat16-sum": ("s = torch.tensor(0.0, dtype=torch.bfloat16, device='cpu')\ns.add_(loss)\n",
                      {"half-precision-accumulator"}),
     "half-call": ("acc = torch.zeros(()).half()\nfor b in data:\n    acc += b\n", {"half-precision-accumulator"}),
-    "add-state": ("class M(Metric):\n    def __init__(self):\n"
-                  "        self.add_state('s', default=torch.tensor(0.0, dtype=torch.half), dist_reduce_fx='sum')\n",
+    "add-state": (("class M(Metric):\n    def __init__(self):\n"
+                   "        self.add_state('s', default=torch.tensor(0.0, dtype=torch.half), dist_reduce_fx='sum')\n"),
                   {"half-precision-accumulator"}),
     "like-outputs-under-autocast": ("""
         with torch.autocast("cuda"):
@@ -215,8 +215,8 @@ CASES = {
         """, set()),
     "half-model-item": ("model.half()\ntotal = 0.0\nfor x, y in pairs:\n    total += criterion(model(x), y).item()\n",
                         set()),
-    "half-model-float32-sum": ("model.half()\ntotal = torch.zeros(())\nfor x, y in pairs:\n"
-                               "    total += criterion(model(x), y)\n", set()),
+    "half-model-float32-sum": (("model.half()\ntotal = torch.zeros(())\nfor x, y in pairs:\n"
+                                "    total += criterion(model(x), y)\n"), set()),
     # lossy-serialiser
     "isfinite-zero": ("clean = [v if math.isfinite(v) else 0.0 for v in values]\n", {"lossy-serialiser"}),
     "isnan-zero": ("clean = {k: 0 if np.isnan(v) else v for k, v in row.items()}\n", {"lossy-serialiser"}),
@@ -242,8 +242,8 @@ CASES = {
     "raise-on-nonfinite": ("def check(v):\n    if not math.isfinite(v):\n        raise ValueError(v)\n    return 0\n",
                            set()),
     "default-str": ("json.dumps(history, default=str)\n", set()),
-    "guard-on-count": ("def mean(self):\n    if self.count == 0:\n        return 0.0\n"
-                       "    return self.sum / self.count\n", set()),
+    "guard-on-count": (("def mean(self):\n    if self.count == 0:\n        return 0.0\n"
+                        "    return self.sum / self.count\n"), set()),
     # aliased-state
     "append-zeroed-attribute": ("""
         class Meter:
@@ -429,8 +429,8 @@ def test_a_notebook_finding_names_its_line_in_the_joined_code_and_its_cell():
     text = _notebook(("markdown", "# Title\n"),
                      ("code", "%matplotlib inline\nimport torch\n!nvidia-smi\n"),
                      ("code", "%%bash\nfor f in *; do echo $f; done\n"),
-                     ("code", "for x, y in train_loader:\n    loss = criterion(model(x), y)\n    %time step()\n"
-                              "    running_loss += loss.item()\nprint(running_loss / len(train_loader))"))
+                     ("code", ("for x, y in train_loader:\n    loss = criterion(model(x), y)\n    %time step()\n"
+                               "    running_loss += loss.item()\nprint(running_loss / len(train_loader))")))
     [finding] = check_notebook(text, "run.ipynb")
     assert finding.code == "mean-of-batch-means" and finding.path == "run.ipynb"
     assert finding.line == 9  # cells 1 and 2 hold 3 + 2 lines; the loss is added on line 4 of cell 3
@@ -496,7 +496,8 @@ def test_a_hundred_scripts_checked_in_a_row_each_give_their_own_findings():
     pool = [(p, p.read_text(encoding="utf-8")) for p in sorted(CORPUS.rglob("*")) if p.suffix in SCRIPTS]
 
     def check(path, text):
-        return [(f.code, f.line) for f in (check_notebook if path.suffix == ".ipynb" else check_python)(text, str(path))]
+        checker = check_notebook if path.suffix == ".ipynb" else check_python
+        return [(f.code, f.line) for f in checker(text, str(path))]
 
     alone = {path: check(path, text) for path, text in pool}
     for path, text in itertools.islice(itertools.cycle(pool), 100):

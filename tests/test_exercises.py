@@ -55,7 +55,7 @@ def run_code_cells(path: Path) -> tuple[str, dict]:
         for cell in nbformat.read(path, as_version=4).cells:
             if cell.cell_type == "code":
                 code = "\n".join(line for line in cell.source.splitlines() if not line.startswith("%"))
-                exec(compile(code, f"{path.name}", "exec"), namespace)
+                exec(compile(code, f"{path.name}", "exec"), namespace)  # noqa: S102 - runs the notebook's cells
     return printed.getvalue(), namespace
 
 
@@ -147,7 +147,10 @@ def test_the_float16_overflow_comes_before_the_estimate_for_both_reasons_the_sol
 
 
 def test_the_float16_overflow_prints_its_reasons_and_no_verdict():
-    """Printed in both notebooks of exercise 2: no ``correct:``, ``not yet`` or ``FAIL`` to confuse the check's tests."""
+    """Printed in both notebooks of exercise 2.
+
+    No ``correct:``, ``not yet`` or ``FAIL``, which would confuse the check's tests.
+    """
     overflow = float16_overflow()
     text = str(overflow)
     assert f"inf at batch {overflow.batch:,}" in text and f"passes 65,504 at batch {overflow.exact_batch:,}" in text

@@ -143,8 +143,8 @@ def test_diagnosis_finds_the_mechanisms_that_fit_all_the_evidence(outcomes):
 
 
 def outcome(**changes) -> Outcome:
-    base = dict(console=[9.0, 8.0], file=[0.0, 0.0], exact=[9.0, 8.0], file_top5=[1.0, 2.0], weights_fine=True,
-                file_text="", batches=2, trajectory=[])
+    base = {"console": [9.0, 8.0], "file": [0.0, 0.0], "exact": [9.0, 8.0], "file_top5": [1.0, 2.0],
+            "weights_fine": True, "file_text": "", "batches": 2, "trajectory": []}
     return Outcome(**{**base, **changes})
 
 

@@ -50,7 +50,7 @@ def test_ci_runs_the_readmes_commands():
     install = 'pip install -e ".[lab,test]"'
     assert f"{install} && python -m accumbug reproduce" in readme
     assert install in ci
-    assert re.search(r"^pytest$", readme, re.M) and re.search(r"^\s*pytest( |$)", ci, re.M)
+    assert re.search(r"^pytest$", readme, re.MULTILINE) and re.search(r"^\s*pytest( |$)", ci, re.MULTILINE)
 
 
 def test_numpy_is_a_base_dependency():

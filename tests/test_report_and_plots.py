@@ -223,9 +223,9 @@ def test_trajectory_has_one_legend_in_plain_words_and_no_label_on_the_curves(sma
     assert labels == ["incident-broken, Python float (float64)", "incident-fixed, Python float (float64)",
                       f"incident-broken, float16 tensor: inf from batch {overflow + 1}",
                       "incident-fixed, float16 tensor",
-                      f"incident-broken, bfloat16 tensor: stalls at "
-                      f"{small_stream['incident-broken:bfloat16'][-1]:,.0f} from batch "
-                      f"{stall_start(small_stream['incident-broken:bfloat16']) + 1}",
+                      (f"incident-broken, bfloat16 tensor: stalls at "
+                       f"{small_stream['incident-broken:bfloat16'][-1]:,.0f} from batch "
+                       f"{stall_start(small_stream['incident-broken:bfloat16']) + 1}"),
                       f"incident-fixed, bfloat16 tensor: stalls at {value:,.0f} from batch {stall + 1}",
                       "float16's largest value, 65,504"]
 
@@ -336,7 +336,7 @@ def test_diagnosis_matrix_marks_assumed_evidence():
     rows = [{"mechanism": "new-case", "console_real": True, "file_zero": False, "weights": True, "fits": False,
              "fits_observed": True}]
     figure = plot_diagnosis(rows, assumed={"weights", "not-a-column"})
-    axis, colours, hatches, words = _cells(figure)
+    axis, _, hatches, words = _cells(figure)
     assert hatches == {"cell 0 0": None, "cell 0 1": None, "cell 0 2": "///", "cell 0 3": None, "cell 0 4": None}
     assert [words[(0, x)] for x in range(5)] == ["yes", "no", "yes", "no", "yes"]
     headers = [t.get_text() for t in axis.get_xticklabels()]

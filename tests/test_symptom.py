@@ -1,4 +1,7 @@
-"""The incident's symptom from a trained run: console real, saved file zeros, the write-up's fix no help, float() the fix."""
+"""The incident's symptom from a trained run.
+
+Console real, saved file zeros, the write-up's fix no help, float() the fix.
+"""
 
 import math
 

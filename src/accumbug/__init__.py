@@ -27,15 +27,15 @@ from .train import TrainResult, train
 __version__ = "0.1.0"
 
 __all__ = [
+    "PRESETS",
     "DataSpec",
     "ExactTracker",
     "MetricTracker",
-    "PRESETS",
     "RunFolder",
     "SyntheticImages",
+    "Tracker",
     "TrainConfig",
     "TrainResult",
-    "Tracker",
     "load_history",
     "preset",
     "save_history",

@@ -57,7 +57,8 @@ from .validation import check_whole
 
 __all__ = ["DISTRIBUTED_TRACKERS", "REPRODUCE_TRACKERS", "main"]
 
-REPRODUCE_TRACKERS = ("incident-broken:python", "incident-fixed:python", "incident-broken:float16", "incident-fixed:float16", "exact")
+REPRODUCE_TRACKERS = ("incident-broken:python", "incident-fixed:python", "incident-broken:float16",
+                      "incident-fixed:float16", "exact")
 DISTRIBUTED_TRACKERS = ("exact", *NAIVE_RANK_KINDS)
 
 

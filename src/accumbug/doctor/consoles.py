@@ -6,8 +6,9 @@
   with a trailing ``  [tracker]`` when several trackers print (each tracker's lines are kept apart);
 * tqdm bars, also as a log captures them with carriage returns: ``Epoch 3: 100%|██| 852/852
   [00:01<00:00, loss=3.5120, top1=34.19%]`` (Lightning's bar too, ``v_num`` skipped);
-* Keras: an ``Epoch 2/5`` line (none for a single epoch), then progress lines ``852/852 ━━━━ 1s 2ms/step - accuracy: 0.3419 -
-  loss: 3.5120`` (Keras 3, colour codes removed) or ``[=====] - 1s 2ms/step - loss: 1.2345`` (Keras 2);
+* Keras: an ``Epoch 2/5`` line (none for a single epoch), then progress lines
+  ``852/852 ━━━━ 1s 2ms/step - accuracy: 0.3419 - loss: 3.5120`` (Keras 3, colour codes removed)
+  or ``[=====] - 1s 2ms/step - loss: 1.2345`` (Keras 2);
 * the Hugging Face Trainer's dict lines ``{'eval_loss': 0.62, 'epoch': 1.0}`` at whole epochs;
 * plain lines: ``epoch 3 ... loss 3.512``, ``epoch=3 loss=3.512``, ``Epoch 3, train loss: 3.512``.
 

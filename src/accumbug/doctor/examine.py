@@ -98,7 +98,8 @@ def _zero_loss(history: History) -> bool:
 
 def _accuracies(history: History) -> bool | None:
     """Whether the saved accuracies are all non-zero; None when the history holds none."""
-    found = [v for key, values in history.series.items() if any(w in key.lower() for w in ("acc", "top")) for v in values]
+    found = [v for key, values in history.series.items()
+             if any(w in key.lower() for w in ("acc", "top")) for v in values]
     return None if not found else all(math.isfinite(v) and v > 0 for v in found)
 
 

@@ -20,11 +20,11 @@ each with its verdict, its number and its notebook cell.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -61,7 +61,8 @@ __all__ = ["CLAIMS", "Claim", "Inputs", "Measurement", "NotebookCell", "claims_m
            "holds_approximately", "holds_only_if", "incident_markdown", "recorded_run", "run_audit", "write_incident"]
 
 REFERENCE_SOURCE = "recorded full run (accumbug/lessons/recorded/full-cpu; command in data/README.md)"
-REFERENCE_TRACKERS = ("incident-broken:python", "incident-fixed:python", "exact")  # what the claims on the recorded run read
+# what the claims on the recorded run read
+REFERENCE_TRACKERS = ("incident-broken:python", "incident-fixed:python", "exact")
 APPROX = 0.05  # a "~" figure holds within 5 %
 STREAM_ACCUMULATORS = ("python", "float64", "float32", "bfloat16", "float16")
 HOLDS, REFUTED, NOT_MEASURED = "holds", "refuted", "not measured"
@@ -109,7 +110,8 @@ def recorded_run() -> Path:
     """The recorded full run's folder, package data read through ``importlib.resources``."""
     folder = resources.files("accumbug.lessons") / "recorded" / "full-cpu"
     if not isinstance(folder, Path):  # installed in a zip: no folder to open
-        raise RuntimeError(f"the recorded run is inside {folder}; install accumbug as files, not as a zip")
+        message = f"the recorded run is inside {folder}; install accumbug as files, not as a zip"
+        raise RuntimeError(message)  # noqa: TRY004 - the installation is at fault, not an argument's type
     return folder
 
 
@@ -355,7 +357,8 @@ def _reasonable(inputs: Inputs) -> Measurement:
 
 @_needs_reference
 def _same_run(inputs: Inputs, reference: dict) -> Measurement:
-    broken, fixed = series(reference["incident-broken:python"], "loss"), series(reference["incident-fixed:python"], "loss")
+    broken = series(reference["incident-broken:python"], "loss")
+    fixed = series(reference["incident-fixed:python"], "loss")
     gaps = [abs(b - f) for b, f in zip(broken, fixed)]
     quoted_gap = 9.08 - 8.68
     measured = (f"epoch 1: broken {broken[0]:.4f}, fixed {fixed[0]:.4f}; largest gap over {len(gaps)} epochs "
@@ -428,12 +431,14 @@ CLAIMS = (
           "incident-broken:python state after epoch 1 of the full run", _broken_state, COMPARISON),
     Claim(4, "the broken formula loss_sum * batch_size / num_samples is wrong",
           "both trackers against the float64 mean of every per-sample loss", _formula,
-          NotebookCell(NB01, "4. The accumulators: console vs JSON", "print(lab.format_verdicts(lab.run_verdicts(result)))")),
+          NotebookCell(NB01, "4. The accumulators: console vs JSON",
+                       "print(lab.format_verdicts(lab.run_verdicts(result)))")),
     Claim(5, "floating-point accumulation over ~8,519 iterations makes the broken metric NaN or Inf",
           "replay a full epoch's batch losses through incident-broken with each accumulator", _overflow, REPLAYS),
     Claim(6, "JSON serialises NaN/Inf as 0.0",
           "write [nan, inf, -inf] with each writer and read it back", _serialised,
-          NotebookCell(NB01, "4. The accumulators: console vs JSON", 'path = result.folder.history_path("incident-broken:float16")')),
+          NotebookCell(NB01, "4. The accumulators: console vs JSON",
+                       'path = result.folder.history_path("incident-broken:float16")')),
     Claim(7, "fixed: loss_sum ~74,000, total ~8,519, loss ~8.68",
           "incident-fixed:python state after epoch 1 of the full run; for the JSON after the fix, every gallery case "
           "run before and with the write-up's fix", _fixed_state, COMPARISON),
@@ -442,13 +447,15 @@ CLAIMS = (
           REPLAYS),
     Claim(9, "on the same run the broken tracker gives 9.08 and the fixed one 8.68",
           "both trackers' epoch losses from one run that fed them the same batches", _same_run,
-          NotebookCell(NB02, "5. The accumulators: console vs JSON", "rows = lab.divergence_rows(result, names=TRACKERS)")),
+          NotebookCell(NB02, "5. The accumulators: console vs JSON",
+                       "rows = lab.divergence_rows(result, names=TRACKERS)")),
     Claim(10, "the console shows real values while the JSON is corrupted",
           "console vs the write-up's sanitiser for every tracker and epoch; the gallery's mechanisms", _console_vs_file,
           NotebookCell(NB03, "3. Differential diagnosis", "rows = lab.diagnosis(outcomes)")),
     Claim(11, "top-1/top-5 are independent of the loss accumulation",
           "compare the saved accuracies of every tracker of one run", _accuracies,
-          NotebookCell(NB02, "5. The accumulators: console vs JSON", "print(lab.format_verdicts(lab.run_verdicts(result)))")),
+          NotebookCell(NB02, "5. The accumulators: console vs JSON",
+                       "print(lab.format_verdicts(lab.run_verdicts(result)))")),
     Claim(12, "model weights/checkpoints are fine",
           "train twice with the same seed, tracked by broken and by fixed trackers; compare weights", _weights),
     Claim(13, "the initial loss is ~9.14 for 7,120 classes (vs ln 7120)",
@@ -481,18 +488,19 @@ def _md(text) -> str:
 
 def claims_markdown(rows: list[dict]) -> str:
     """``docs/claims.md``: the audit table with how each claim is measured and where the numbers come from."""
-    lines = ["# The write-up's claims, measured", "",
-             "Written by `python -m accumbug audit` (`src/accumbug/lessons/audit.py`); run it again rather than edit this "
-             "file. Each verdict is computed from a run, a replayed loss stream or the mechanism gallery "
+    intro = ("Written by `python -m accumbug audit` (`src/accumbug/lessons/audit.py`); run it again rather than "
+             "edit this file. Each verdict is computed from a run, a replayed loss stream or the mechanism gallery "
              "(`03_what_really_breaks.ipynb`). A \"~\" figure holds within 5 %; a count only when equal, and a count "
              "the write-up marked \"~\" holds approximately within 5 %, with the difference. Trained values differ a "
              "little between machines; the verdicts do not. [incident.md](incident.md) quotes the write-up claim by "
-             "claim.", "",
+             "claim.")
+    lines = ["# The write-up's claims, measured", "", intro, "",
              "| # | claim | how it is measured | measured | verdict | source |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['number']} | {_md(r['quote'])} | {_md(r['method'])} | {_md(r['measured'])} | "
               f"**{_md(r['verdict'])}** | {_md(r['source'])} |" for r in rows]
-    lines += ["", f"The gallery's diagnosis asks every mechanism for each piece of the write-up's evidence "
-                  f"({_evidence_words()}); see `03_what_really_breaks.ipynb`.", ""]
+    gallery = (f"The gallery's diagnosis asks every mechanism for each piece of the write-up's evidence "
+               f"({_evidence_words()}); see `03_what_really_breaks.ipynb`.")
+    lines += ["", gallery, ""]
     return "\n".join(lines)
 
 

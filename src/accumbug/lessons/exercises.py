@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -66,7 +66,7 @@ def _attempt(name: str, case: Callable[[], tuple[bool, str]]) -> tuple[bool, str
     """Run one case; an exception in the learner's code fails it and is reported."""
     try:
         ok, detail = case()
-    except Exception as error:  # the learner's code may raise anything; that is a finding, not a crash
+    except Exception as error:  # noqa: BLE001 - the learner's code may raise anything; a finding, not a crash
         return False, f"{name}: raised {type(error).__name__}: {error}"
     return ok, f"{name}: {detail}"
 
@@ -92,6 +92,12 @@ def _feed(tracker, losses: torch.Tensor, sizes: list[int]) -> float:
     return float(tracker.get_metrics()["loss"])
 
 
+def _empty_epoch(cls) -> tuple[bool, str]:
+    value = float(cls().get_metrics()["loss"])
+    return math.isnan(value), (f"an epoch with no batches gives {value} "
+                               "(NaN says 'nothing measured'; 0.0 looks like a loss)")
+
+
 def check_epoch_loss(cls) -> Check:
     """Check a tracker class: ``update(loss, outputs, labels)``, ``get_metrics()["loss"]``, ``reset()``.
 
@@ -106,11 +112,13 @@ def check_epoch_loss(cls) -> Check:
 
     def weighted():
         value, truth = _feed(cls(), losses, sizes), _weighted_mean(losses.tolist(), sizes)
-        return _close(value, truth), f"64 batches of 16 at loss 2.0 and one of 8 at 6.0 give {value:.6f}; per-sample mean {truth:.6f}"
+        return _close(value, truth), (f"64 batches of 16 at loss 2.0 and one of 8 at 6.0 give {value:.6f}; "
+                                      f"per-sample mean {truth:.6f}")
 
     def long_half():
         value, truth = _feed(cls(), half, full), _weighted_mean(half.tolist(), full)
-        return _close(value, truth), f"{len(full):,} float16 batch losses (a model.half() run) give {value:.6f}; exact {truth:.6f}"
+        return _close(value, truth), (f"{len(full):,} float16 batch losses (a model.half() run) give {value:.6f}; "
+                                      f"exact {truth:.6f}")
 
     def fresh_epoch():
         tracker = cls()
@@ -118,10 +126,6 @@ def check_epoch_loss(cls) -> Check:
         tracker.reset()
         value = _feed(tracker, torch.tensor([5.0]), [16])
         return value == 5.0, f"after reset() and one batch at 5.0: {value}"
-
-    def empty():
-        value = float(cls().get_metrics()["loss"])
-        return math.isnan(value), f"an epoch with no batches gives {value} (NaN says 'nothing measured'; 0.0 looks like a loss)"
 
     def nonfinite():
         poisoned = losses.clone()
@@ -131,7 +135,7 @@ def check_epoch_loss(cls) -> Check:
 
     return Check(tuple(_attempt(name, case) for name, case in (
         ("weighted by batch size", weighted), ("no half-precision sum", long_half), ("reset", fresh_epoch),
-        ("empty epoch", empty), ("non-finite batch", nonfinite))))
+        ("empty epoch", lambda: _empty_epoch(cls)), ("non-finite batch", nonfinite))))
 
 
 def check_accumulator_choice(tracker: str, accumulator: str) -> Check:
@@ -185,7 +189,8 @@ class Overflow:
             return f"the float16 sum stays finite over all {self.batches:,} batches"
         exact_at = f"at batch {self.exact_batch:,}" if self.exact_batch else "nowhere in the epoch"
         lines = [
-            f"incident-broken:float16 over the check's full-size epoch ({self.batches:,} batches of {self.batch_size}):",
+            (f"incident-broken:float16 over the check's full-size epoch "
+             f"({self.batches:,} batches of {self.batch_size}):"),
             f"  the float16 sum becomes inf at batch {self.batch:,}",
             (f"  the estimate {FLOAT16_MAX:,.0f} / ({self.epoch_loss:.4f} x {self.batch_size}) = {self.estimate:.1f} "
              "takes every batch's loss to be the epoch's mean"),
@@ -311,12 +316,14 @@ def _one_process(cls, losses: torch.Tensor) -> tuple[bool, str]:
     sizes = [16] * 64 + [8]
     means = torch.stack([chunk.mean() for chunk in losses.split(sizes)])
     value, truth = _feed(cls(), means, sizes), _weighted_mean(means.tolist(), sizes)
-    return _close(value, truth), f"one process, 65 batch means (the last of 8 samples) give {value:.6f}; exact {truth:.6f}"
+    return _close(value, truth), (f"one process, 65 batch means (the last of 8 samples) give {value:.6f}; "
+                                  f"exact {truth:.6f}")
 
 
 def _asks_per_sample(cls) -> tuple[bool, str]:
     value = getattr(cls, "per_sample_loss", None)
-    return value is True, f"per_sample_loss is {value!r} (True: under torchrun the trainer passes per-sample losses and counted=)"
+    return value is True, (f"per_sample_loss is {value!r} "
+                           "(True: under torchrun the trainer passes per-sample losses and counted=)")
 
 
 def check_rank_reduction(cls) -> Check:
@@ -348,7 +355,8 @@ def check_rank_reduction(cls) -> Check:
         for tracker in trackers:
             tracker.reset()
         value, truth = _rank_epoch(cls, losses[:100], 2, trackers)
-        return _close(value, truth), f"after reset(), a 100-sample epoch on 2 ranks gives {value:.6f}; exact {truth:.6f}"
+        return _close(value, truth), (f"after reset(), a 100-sample epoch on 2 ranks gives {value:.6f}; "
+                                      f"exact {truth:.6f}")
 
     return Check(tuple(_attempt(name, case) for name, case in (
         ("2 ranks, a partial last batch on each", ranks(2, tiny)),

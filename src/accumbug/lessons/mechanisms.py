@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import cache, lru_cache, partial
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -126,7 +126,8 @@ def epoch_stream(spec=None) -> tuple[torch.Tensor, list[int]]:
     return scenario_losses(len(sizes), 0), sizes
 
 
-def incident_scenario(sizes: list[int] | None = None, noise: float = 0.05, extra: torch.Tensor | None = None) -> list[list[tuple]]:
+def incident_scenario(sizes: list[int] | None = None, noise: float = 0.05,
+                      extra: torch.Tensor | None = None) -> list[list[tuple]]:
     """Four epochs of ``(loss, outputs, labels)`` batches shaped like the write-up's console.
 
     Epoch ``e``'s batch losses are ``scenario_losses`` (plus ``extra``, one value per batch),
@@ -211,7 +212,7 @@ class _FixedAccumulation(IncidentBrokenTracker):
     update = IncidentFixedTracker.update
 
 
-@lru_cache(maxsize=None)
+@cache
 def with_the_fix(tracker_class: type) -> type:
     """``tracker_class`` with the write-up's fix applied and every other habit kept.
 
@@ -306,7 +307,10 @@ def _rank_shards(samples: int, epoch: int) -> list[list[int]]:
 
 
 def _ddp_padding(fix: bool = False) -> Outcome:
-    """Ranks simulated in one process: each feeds its own exact tracker; rank 0 prints; the file keeps the rank average."""
+    """Ranks simulated in one process: each feeds its own exact tracker; rank 0 prints.
+
+    The file keeps the rank average.
+    """
     tracker_class = with_the_fix(IncidentBrokenTracker) if fix else IncidentBrokenTracker
     samples = preset("tiny").samples
     per_sample = incident_scenario([1] * samples, noise=2.0)
@@ -414,10 +418,12 @@ MECHANISMS = (
               "Weight by batch size: loss_sum += loss * n; total += n (the incident's \"broken\" code).",
               _partial_last_batch),
     Mechanism("ddp-padding", "DistributedSampler padding and per-rank means",
-              "Rank 0 prints its own shard's mean; the file keeps the average of rank means, padding duplicates included.",
+              ("Rank 0 prints its own shard's mean; the file keeps the average of rank means, "
+               "padding duplicates included."),
               "all_reduce the sums and counts (not the means), and count each sample once.", _ddp_padding),
     Mechanism("grad-accumulation", "mean of micro-batch means under gradient accumulation",
-              "Micro-batches hold different token counts, yet each micro-batch mean weighs the same, in the loss and its gradient.",
+              ("Micro-batches hold different token counts, yet each micro-batch mean weighs the same, "
+               "in the loss and its gradient."),
               "Divide the summed token losses by the step's total token count (the 2024 transformers fix).",
               _grad_accumulation),
 )
@@ -432,7 +438,7 @@ def mechanism(key: str) -> Mechanism:
     return _BY_KEY[key]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _run(key: str, fix: bool = False) -> Outcome:
     return mechanism(key).case(fix=True) if fix else mechanism(key).case()
 
@@ -539,13 +545,13 @@ def format_gallery(outcomes: dict[str, Outcome]) -> str:
     """Each case as text: title, cause, fix, and its epochs as console, file and exact losses."""
     blocks = []
     for key, outcome in outcomes.items():
-        chosen = mechanism(key)
+        chosen, note = mechanism(key), trajectory_note(outcome.trajectory)
         blocks.append("\n".join([
             f"{key} -- {chosen.title} ({outcome.batches:,} batches per epoch)",
             f"  cause:   {chosen.cause}", f"  fix:     {chosen.fix}",
             f"  console  {format_values(outcome.console)}", f"  file     {format_values(outcome.file)}",
             f"  exact    {format_values(outcome.exact)}", f"  weights  {'fine' if outcome.weights_fine else 'changed'}",
-            *([f"  epoch 1  loss_sum {trajectory_note(outcome.trajectory)}"] if trajectory_note(outcome.trajectory) else [])]))
+            *([f"  epoch 1  loss_sum {note}"] if note else [])]))
     return "\n\n".join(blocks)
 
 

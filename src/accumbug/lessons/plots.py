@@ -44,8 +44,8 @@ OKABE_ITO = {
     "black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
     "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7",
 }
-TRACKER_COLOURS = {"incident-broken": OKABE_ITO["vermillion"], "incident-fixed": OKABE_ITO["blue"], "exact": OKABE_ITO["black"],
-                   "naive-rank0": OKABE_ITO["orange"], "naive-rank-mean": OKABE_ITO["sky"],
+TRACKER_COLOURS = {"incident-broken": OKABE_ITO["vermillion"], "incident-fixed": OKABE_ITO["blue"],
+                   "exact": OKABE_ITO["black"], "naive-rank0": OKABE_ITO["orange"], "naive-rank-mean": OKABE_ITO["sky"],
                    "naive-padded": OKABE_ITO["purple"]}
 MARKER_SIZES = {"incident-broken": 9, "incident-fixed": 5}  # broken drawn larger, so equal values stay visible
 ACCUMULATOR_STYLES = {"python": "-", "float64": "-", "float32": "-.", "bfloat16": ":", "float16": "--", "auto": "-."}
@@ -255,8 +255,9 @@ def plot_trajectory(trajectories: dict[str, list[float]], title: str = "loss_sum
     figure = Figure(figsize=(11.0 if zoomed else 8.5, 5.0))
     axes = figure.subplots(1, 2 if zoomed else 1, squeeze=False)[0]
     handles = [_trajectory_lines(axes, name, trajectory) for name, trajectory in trajectories.items()]
-    handles += [[axis.axhline(FLOAT16_MAX, color=OKABE_ITO["black"], linewidth=0.8, linestyle=(0, (1, 3)),
-                              label="float16's largest value, 65,504") for axis in axes][0]]
+    limits = [axis.axhline(FLOAT16_MAX, color=OKABE_ITO["black"], linewidth=0.8, linestyle=(0, (1, 3)),
+                           label="float16's largest value, 65,504") for axis in axes]
+    handles.append(limits[0])  # one legend entry for the line drawn on every axis
     for axis in axes:
         axis.set_yscale("log")
         axis.set_xlabel("batch within the epoch")

@@ -110,7 +110,8 @@ def loss_sums(losses: torch.Tensor, sizes: list[int], weighted: bool, accumulato
     """
     if accumulator not in ACCUMULATORS or accumulator == "auto":
         allowed = ", ".join(a for a in ACCUMULATORS if a != "auto")
-        raise ValueError(f"accumulator={accumulator!r}: allowed: {allowed} ('auto' follows the outputs' dtype: pass it)")
+        raise ValueError(f"accumulator={accumulator!r}: allowed: {allowed} "
+                         "('auto' follows the outputs' dtype: pass it)")
     if len(losses) != len(sizes):
         raise ValueError(f"{len(losses)} losses for {len(sizes)} batch sizes: need one loss per batch")
     if accumulator == "python":

@@ -181,8 +181,9 @@ def format_table(rows: list[dict]) -> str:
         return f"{value:.2f}%" if math.isfinite(value) else str(value)
 
     shown = [{**row, "error_pct": error(row["error_pct"]), "epoch": str(row["epoch"])} for row in rows]
-    return format_rows(shown, {"tracker": "tracker", "epoch": "epoch", "console": "console", "incident_json": "incident's JSON",
-                               "strict_json": "strict JSON", "exact": "exact", "error_pct": "vs exact"})
+    headers = {"tracker": "tracker", "epoch": "epoch", "console": "console", "incident_json": "incident's JSON",
+               "strict_json": "strict JSON", "exact": "exact", "error_pct": "vs exact"}
+    return format_rows(shown, headers)
 
 
 class Html(str):
@@ -254,23 +255,33 @@ def incident_comparison(result: TrainResult) -> list[dict]:
         ("fixed: loss_sum after the epoch", "~74,000", f"{fixed['train_loss_sum'][0]:,.1f}"),
         ("fixed: total after the epoch", "~8,519", f"{fixed['train_total'][0]:,}"),
         ("fixed: loss_sum / total", "8.68", series(fixed, "loss")[0]),
-        ("exact per-sample mean", "-", series(result.histories["exact"], "loss")[0] if "exact" in result.histories else None),
+        ("exact per-sample mean", "-",
+         series(result.histories["exact"], "loss")[0] if "exact" in result.histories else None),
         ("broken: JSON output", "[0.0, 0.0, ...]", _short_list(lossy["incident-broken:python"])),
         ("fixed: JSON output", "[9.16, 8.73, ...]", _short_list(lossy["incident-fixed:python"])),
     ]
-    if "incident-broken:float16" in result.histories:
-        half = result.histories["incident-broken:float16"]
+    rows += _float16_rows(result.histories, lossy)
+    return [{"quantity": q, "quoted": quoted, "measured": measured} for q, quoted, measured in rows]
+
+
+def _float16_rows(histories: dict[str, dict], lossy: dict[str, list[float]]) -> list[tuple]:
+    """The comparison's rows of the half-precision story, for the float16 trackers the run has."""
+    rows = []
+    if "incident-broken:float16" in histories:
+        half = histories["incident-broken:float16"]
         rows += [
             ("broken, float16 accumulator: loss_sum after the epoch", "-", f"{half['train_loss_sum'][0]:,.1f}"),
-            ("broken, float16 accumulator: JSON output", "[0.0, 0.0, ...]", _short_list(lossy["incident-broken:float16"])),
+            ("broken, float16 accumulator: JSON output", "[0.0, 0.0, ...]",
+             _short_list(lossy["incident-broken:float16"])),
         ]
-    if "incident-fixed:float16" in result.histories:
-        half = result.histories["incident-fixed:float16"]
+    if "incident-fixed:float16" in histories:
+        half = histories["incident-fixed:float16"]
         rows += [
             ("fixed, float16 accumulator: loss_sum after the epoch", "~74,000", f"{half['train_loss_sum'][0]:,.1f}"),
-            ("fixed, float16 accumulator: JSON output", "[9.16, 8.73, ...]", _short_list(lossy["incident-fixed:float16"])),
+            ("fixed, float16 accumulator: JSON output", "[9.16, 8.73, ...]",
+             _short_list(lossy["incident-fixed:float16"])),
         ]
-    return [{"quantity": q, "quoted": quoted, "measured": measured} for q, quoted, measured in rows]
+    return rows
 
 
 def _short_list(values: list[float]) -> str:
@@ -290,7 +301,8 @@ def run_verdicts(result: TrainResult) -> list[tuple[str, bool]]:
         return []
 
     def relative_errors(name):
-        return [abs(v - e) / abs(e) if math.isfinite(v) else math.inf for v, e in zip(series(histories[name], "loss"), exact)]
+        return [abs(v - e) / abs(e) if math.isfinite(v) else math.inf
+                for v, e in zip(series(histories[name], "loss"), exact)]
 
     def lossy(name):
         return series(loads_strict(incident_lossy_dumps(histories[name])), "loss")
@@ -306,10 +318,10 @@ def run_verdicts(result: TrainResult) -> list[tuple[str, bool]]:
         values = series(histories[name], "loss")
         if not all(math.isfinite(v) for v in values):
             strict = series(strict_history(result, name), "loss")
-            checks.append((f"{name}: where memory/console is non-finite, the incident's JSON holds 0.0 and the strict file "
-                           f"the same non-finite value",
-                           all(z == 0.0 and (s == v or (math.isnan(s) and math.isnan(v)))
-                               for v, z, s in zip(values, lossy(name), strict) if not math.isfinite(v))))
+            claim = (f"{name}: where memory/console is non-finite, the incident's JSON holds 0.0 and the strict file "
+                     f"the same non-finite value")
+            checks.append((claim, all(z == 0.0 and (s == v or (math.isnan(s) and math.isnan(v)))
+                                      for v, z, s in zip(values, lossy(name), strict) if not math.isfinite(v))))
         checks.append((f"{name}: off by more than 1 % from exact in some epoch", max(relative_errors(name)) > 0.01))
     accuracies = {(tuple(series(h, "top1")), tuple(series(h, "top5"))) for h in histories.values()}
     checks.append(("every tracker reports the same top-1 and top-5 accuracy", len(accuracies) == 1))

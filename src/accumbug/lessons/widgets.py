@@ -5,8 +5,8 @@ choose one epoch of batch losses shaped like the write-up's first epoch
 (``mechanisms.scenario_losses``), summed with the trackers' own arithmetic
 (``streams.loss_sums``; no training). The figure is ``loss_sum`` after each batch, beside the
 same tracker's sum in float64; the note says what the console would print, what the
-serialiser writes, what a reader gets back, and the exact per-sample loss. **Mechanism**: one case of the gallery, its figure, cause, fix and
-diagnosis row.
+serialiser writes, what a reader gets back, and the exact per-sample loss. **Mechanism**: one
+case of the gallery, its figure, cause, fix and diagnosis row.
 
 The callbacks are plain functions, ``accumulation_view`` and ``mechanism_view``, returning a
 ``View`` (figure, facts, HTML). ``Explorer`` only wires them to widgets and shows each figure
@@ -41,7 +41,7 @@ from .mechanisms import (
 from .plots import plot_case, plot_trajectory, save_figure
 from .streams import batch_sizes, epoch_mean, first_nonfinite, loss_sums, stall_start
 
-__all__ = ["ACCUMULATION_CONTROLS", "Explorer", "TRACKER_CHOICES", "View", "accumulation_view", "mechanism_view"]
+__all__ = ["ACCUMULATION_CONTROLS", "TRACKER_CHOICES", "Explorer", "View", "accumulation_view", "mechanism_view"]
 
 TRACKER_CHOICES = ("incident-broken", "incident-fixed", "exact")
 ACCUMULATOR_CHOICES = tuple(a for a in ACCUMULATORS if a != "auto")
@@ -63,8 +63,8 @@ class View:
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
-    cells = "".join(f"<tr><td style='padding-right:1em'>{html.escape(k)}</td><td><code>{html.escape(v)}</code></td></tr>"
-                    for k, v in rows)
+    cells = "".join(f"<tr><td style='padding-right:1em'>{html.escape(k)}</td>"
+                    f"<td><code>{html.escape(v)}</code></td></tr>" for k, v in rows)
     return f"<table>{cells}</table>"
 
 
@@ -103,7 +103,8 @@ def accumulation_view(samples: int, batch_size: int, accumulator: str, tracker: 
             ("console prints", facts["console"]), (f"{serialiser} writes", written[:160]),
             ("a reader gets", "nothing (not written)" if read is None else repr(read)),
             ("exact loss", f"{exact:.4f}"), ("console vs exact", f"{facts['error_pct']:+.2f} %"),
-            ("inf from batch", str(facts["overflow_batch"] or "-")), ("stalls from batch", str(facts["stall_batch"] or "-"))]
+            ("inf from batch", str(facts["overflow_batch"] or "-")),
+            ("stalls from batch", str(facts["stall_batch"] or "-"))]
     return View(figure, facts, _table(rows))
 
 
@@ -116,7 +117,8 @@ def mechanism_view(key: str) -> View:
     facts = {"console": outcome.console, "file": outcome.file, "exact": outcome.exact, **row}
     evidence = ", ".join(f"{label}: {'yes' if row[name] else 'no'}" for name, (label, _) in EVIDENCE.items())
     rows = [("cause", chosen.cause), ("fix", chosen.fix), ("console", str(outcome.console)),
-            ("file", str([float(f"{v:.6g}") for v in outcome.file])), ("exact", str([round(v, 4) for v in outcome.exact])),
+            ("file", str([float(f"{v:.6g}") for v in outcome.file])),
+            ("exact", str([round(v, 4) for v in outcome.exact])),
             ("evidence", evidence), ("fits all of it", "yes" if row["fits"] else "no")]
     return View(figure, facts, _table(rows))
 
@@ -137,7 +139,8 @@ class Explorer:
     """
 
     def __init__(self, samples: int = MAX_SAMPLES, batch_size: int = 16, accumulator: str = "float16",
-                 tracker: str = "incident-fixed", serialiser: str = "incident-sanitiser", mechanism: str = "aliased-reset"):
+                 tracker: str = "incident-fixed", serialiser: str = "incident-sanitiser",
+                 mechanism: str = "aliased-reset"):
         gallery()
         style = {"description_width": "90px"}
         self.controls = {

@@ -17,7 +17,8 @@ records in ``WildCase.files`` for the doctor) are set beside the exact values:
   the last, smaller batch weighs as much as a full one.
 * **NaN steps**: ``logging_nan_inf_filter=True`` (the default) replaces a NaN step's loss by the
   sum of the logging window's earlier step losses over their count plus one: 0 at a window's first
-  step, short of their mean elsewhere (the documentation promises their average); with the filter off one NaN step makes every later logged loss NaN, and ``trainer_state.json``,
+  step, short of their mean elsewhere (the documentation promises their average); with the filter
+  off one NaN step makes every later logged loss NaN, and ``trainer_state.json``,
   written with Python's ``json``, holds the token ``NaN``, which is not JSON. These two cases run
   on the shared data without outliers (``uneven_data(outliers=())``), so that what the filter does
   is not hidden under the mean of step means.

@@ -5,8 +5,8 @@ evaluator's epoch loss is the sample-weighted mean (pytorch/ignite#120 made it s
 smaller last batch). ``RunningAverage(output_transform=lambda x: x)`` on a trainer's batch
 loss, the usual thing to hand a ``ProgressBar``, is an exponential moving average (alpha
 0.98 by default), with a memory of about 1 / (1 - alpha) = 50 batches and the last batch
-weighing 2 %: at epoch end it is not the epoch's mean. The trainer runs the zero model at learning rate 0, so its batch losses
-are the data's. Taught in ``notebooks/07_in_the_wild.ipynb``.
+weighing 2 %: at epoch end it is not the epoch's mean. The trainer runs the zero model at
+learning rate 0, so its batch losses are the data's. Taught in ``notebooks/07_in_the_wild.ipynb``.
 """
 
 from __future__ import annotations

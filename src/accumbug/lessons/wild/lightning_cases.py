@@ -71,7 +71,10 @@ def lightning_cases(out: Path) -> list[WildCase]:
 
 
 def _single_process_cases(folder: Path, version: str) -> list[WildCase]:
-    """Cases 1 and 2: one CPU process, ``(B, F)`` batches, then ``(T, B, F)`` batches without and with ``batch_size=``."""
+    """Cases 1 and 2: one CPU process, ``(B, F)`` batches, then ``(T, B, F)`` batches.
+
+    The ``(T, B, F)`` batches run without and with ``batch_size=``.
+    """
     data = uneven_data()
     settings = [  # case, folder, sequence-first, batch_size= given, upstream, what happens
         ("(B, F) batches, on_epoch=True", "batch_b_f", False, False, "Lightning-AI/pytorch-lightning#2924",

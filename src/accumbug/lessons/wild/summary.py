@@ -2,9 +2,10 @@
 
 ``format_wild_table`` writes a Markdown table: framework and version, the case, what was
 displayed and saved, the exact value, the saved value's error and the upstream reference.
-``format_wild_doctor`` runs the doctor on the files the frameworks wrote. ``plot_wild`` draws each case's error against the exact value, saved (filled) and displayed
-(hollow), one row per case grouped by framework, on a symmetric log scale so 0, 0.01 % and
-+30 % are all readable; an infinite or NaN value sits at the right edge, labelled.
+``format_wild_doctor`` runs the doctor on the files the frameworks wrote. ``plot_wild`` draws
+each case's error against the exact value, saved (filled) and displayed (hollow), one row per
+case grouped by framework, on a symmetric log scale so 0, 0.01 % and +30 % are all readable;
+an infinite or NaN value sits at the right edge, labelled.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ def format_wild_data(data: WildData) -> str:
     """The shared data set in a few lines: sizes, outliers, and the two epoch losses that part."""
     sizes = [len(part) for part in data.losses().split(data.batch_size)]
     wrong = data.mean_of_batch_means()
+    listed = (", ".join(map(str, data.outliers)) if len(data.outliers) < 4
+              else f"{data.outliers[0]} to {data.outliers[-1]}")
     outliers = "no outliers" if not data.outliers else (
-        f"{len(data.outliers)} outliers (loss {data.losses()[data.outliers[0]].item():g}): samples "
-        f"{', '.join(map(str, data.outliers)) if len(data.outliers) < 4 else f'{data.outliers[0]} to {data.outliers[-1]}'}")
+        f"{len(data.outliers)} outliers (loss {data.losses()[data.outliers[0]].item():g}): samples {listed}")
     return (f"{len(data):,} samples at batch {data.batch_size}: {len(sizes)} batches, the last of {sizes[-1]}\n"
             f"{outliers}\nexact epoch loss (per-sample mean)  {data.exact():.6f}\n"
             f"mean of batch means                 {wrong:.6f}  ({_percent(wrong / data.exact() - 1)})")

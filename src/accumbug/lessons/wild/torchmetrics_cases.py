@@ -30,8 +30,8 @@ def _batch_losses(data: WildData) -> tuple[list[torch.Tensor], list[int]]:
     """Each batch's mean-squared-error loss under the zero model (float32, as a loop computes it) and its size."""
     model = zero_linear()
     with torch.no_grad():
-        losses = [functional.mse_loss(model(features), targets)
-                  for features, targets in zip(data.features.split(data.batch_size), data.targets.split(data.batch_size))]
+        batches = zip(data.features.split(data.batch_size), data.targets.split(data.batch_size))
+        losses = [functional.mse_loss(model(features), targets) for features, targets in batches]
     return losses, [len(part) for part in data.targets.split(data.batch_size)]
 
 
