@@ -8,8 +8,10 @@ import os
 
 import pytest
 
+from accumbug.lessons.wild import FRAMEWORKS
+
 WILD_NOTEBOOK = "07_in_the_wild.ipynb"
-WILD_MODULES = ("lightning", "keras", "transformers", "accelerate", "ignite", "torchmetrics")  # the [wild] extra
+WILD_MODULES = tuple(FRAMEWORKS)  # the [wild] extra's import names
 
 
 def pytest_collection_modifyitems(config, items):

@@ -26,6 +26,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from accumbug.config import TrainConfig
+from accumbug.lessons.wild import FRAMEWORKS
 from accumbug.registry import TRACKER_KINDS, make_tracker
 from accumbug.specimens.gallery_trackers import GuardedTracker, InPlaceMeanTracker, TensorLossTracker
 from accumbug.trackers import ExactTracker, MetricTracker, Tracker
@@ -45,7 +46,7 @@ MAX_FUNCTION_LINES = 40
 # installed to ask (the [wild] frameworks on a machine without that extra); each entry is checked against the
 # installed distributions where its import name is installed (test_import_names_agree_with_the_installed_distributions)
 IMPORT_NAMES = {"yaml": "pyyaml", "PIL": "pillow", "sklearn": "scikit-learn", "IPython": "ipython",
-                "ignite": "pytorch-ignite"}
+                **{name: distribution for name, distribution in FRAMEWORKS.items() if name != distribution}}
 
 
 def _module_name(path: Path) -> str:

@@ -86,3 +86,13 @@ def test_package_data_ships_the_doctors_copy_of_the_mechanism_diagnosis():
         "accumbug.doctor"]
     assert (ROOT / "src" / "accumbug" / "doctor" / "mechanism_evidence.json").is_file()
     assert _shipped(PurePosixPath("mechanism_evidence.json"), patterns)
+
+
+def test_the_wild_extra_is_the_frameworks_the_cases_declare():
+    """pyproject.toml's [wild] extra pins exactly the distributions of ``lessons.wild.FRAMEWORKS``."""
+    from accumbug.lessons.wild import FRAMEWORKS
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["wild"]
+    pinned = {Requirement(r).name.lower() for r in extra}
+    assert pinned == set(FRAMEWORKS.values())
+    assert all(str(Requirement(r).specifier).startswith("==") for r in extra)  # notebook 07 measures these versions

@@ -11,3 +11,11 @@ the case functions, so this package imports without them. Older versions (Keras 
 3.5.0) run as subprocesses from their own cache folders (``versions.py``), never installed
 into the user's environment.
 """
+
+__all__ = ["FRAMEWORKS"]
+
+# the [wild] extra, once: import name -> distribution name (pyproject.toml pins each distribution;
+# tests/test_packaging.py fails when the two lists differ). notebooks/conftest.py skips notebook 07
+# without them, and tests/test_layout.py maps each import to its distribution.
+FRAMEWORKS = {"lightning": "lightning", "keras": "keras", "transformers": "transformers", "accelerate": "accelerate",
+              "ignite": "pytorch-ignite", "torchmetrics": "torchmetrics"}
