@@ -110,7 +110,7 @@ def test_the_trainer_history_keeps_values_a_tracker_later_zeroes():
 def test_symptom_trackers_come_from_the_registry_by_name():
     for tracker in symptom_trackers()[0]:
         assert type(make_tracker(tracker.name)) is type(tracker)
-    with pytest.raises(ValueError, match="tensor-loss accumulates in float64 only; write 'tensor-loss:float64'"):
+    with pytest.raises(ValueError, match="tensor-loss always accumulates in float64; write 'tensor-loss:float64'"):
         make_tracker("tensor-loss:float16")
 
 

@@ -53,17 +53,13 @@ def make_tracker(spec: str):
     kind, _, accumulator = str(spec).partition(":")
     if kind not in TRACKER_KINDS:
         raise ValueError(f"tracker={spec!r}: unknown; allowed: {tracker_names_help()}")
-    if kind in SYMPTOM_KINDS:
-        tracker = TRACKER_KINDS[kind]()
-        if accumulator and accumulator != tracker.accumulator:
-            raise ValueError(f"tracker={spec!r}: {kind} accumulates in {tracker.accumulator} only; "
-                             f"write '{tracker.name}'")
-        return tracker
-    if kind not in INCIDENT_KINDS:
-        if accumulator and accumulator != "float64":
-            raise ValueError(f"tracker={spec!r}: {kind} always accumulates in float64; write '{kind}'")
-        return TRACKER_KINDS[kind]()
-    return TRACKER_KINDS[kind](validate_accumulator(accumulator or "python"))
+    if kind in INCIDENT_KINDS:  # the incident's trackers take any accumulator; every other kind has its one
+        return TRACKER_KINDS[kind](validate_accumulator(accumulator or "python"))
+    tracker = TRACKER_KINDS[kind]()
+    if accumulator and accumulator != tracker.accumulator:
+        raise ValueError(f"tracker={spec!r}: {kind} always accumulates in {tracker.accumulator}; "
+                         f"write '{tracker.name}'")
+    return tracker
 
 
 def make_trackers(specs) -> list:
