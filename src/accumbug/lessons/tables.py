@@ -264,23 +264,19 @@ def incident_comparison(result: TrainResult) -> list[dict]:
     return [{"quantity": q, "quoted": quoted, "measured": measured} for q, quoted, measured in rows]
 
 
+# the write-up's quoted float16 figures: tracker, its word, the quoted loss_sum, the quoted JSON output
+QUOTED_FLOAT16 = (("incident-broken:float16", "broken", "-", "[0.0, 0.0, ...]"),
+                  ("incident-fixed:float16", "fixed", "~74,000", "[9.16, 8.73, ...]"))
+
+
 def _float16_rows(histories: dict[str, dict], lossy: dict[str, list[float]]) -> list[tuple]:
     """The comparison's rows of the half-precision story, for the float16 trackers the run has."""
     rows = []
-    if "incident-broken:float16" in histories:
-        half = histories["incident-broken:float16"]
-        rows += [
-            ("broken, float16 accumulator: loss_sum after the epoch", "-", f"{half['train_loss_sum'][0]:,.1f}"),
-            ("broken, float16 accumulator: JSON output", "[0.0, 0.0, ...]",
-             _short_list(lossy["incident-broken:float16"])),
-        ]
-    if "incident-fixed:float16" in histories:
-        half = histories["incident-fixed:float16"]
-        rows += [
-            ("fixed, float16 accumulator: loss_sum after the epoch", "~74,000", f"{half['train_loss_sum'][0]:,.1f}"),
-            ("fixed, float16 accumulator: JSON output", "[9.16, 8.73, ...]",
-             _short_list(lossy["incident-fixed:float16"])),
-        ]
+    for name, word, quoted_sum, quoted_json in QUOTED_FLOAT16:
+        if name in histories:
+            loss_sum = histories[name]["train_loss_sum"][0]
+            rows += [(f"{word}, float16 accumulator: loss_sum after the epoch", quoted_sum, f"{loss_sum:,.1f}"),
+                     (f"{word}, float16 accumulator: JSON output", quoted_json, _short_list(lossy[name]))]
     return rows
 
 
