@@ -42,7 +42,7 @@ from accumbug.runfolder import CHECKPOINT, COMMIT, CONFIG, CONSOLE, RunFolder, h
 from accumbug.trackers import ExactTracker, MetricTracker
 from accumbug.train import train
 
-TRACKERS = ["exact", "naive-rank0", "naive-rank-mean", "naive-padded"]
+TRACKERS = ["exact", "exact-mean", "naive-rank0", "naive-rank-mean", "naive-padded"]
 EVAL = TrainConfig(preset="tiny", epochs=1, eval_only=True, device="cpu")
 TRAIN = TrainConfig(preset="tiny", epochs=2, device="cpu")
 SAMPLES = preset("tiny").samples  # 1,032
@@ -247,6 +247,7 @@ def test_each_tracker_equals_its_value_recomputed_from_every_ranks_samples(ranks
         assert sorted(ids.tolist()) == list(range(SAMPLES))  # each sample counted exactly once
         expected = {
             "exact": _loss(records),
+            "exact-mean": _loss(records),
             "naive-rank0": _loss(records[:1], everything),
             "naive-rank-mean": sum(_loss([r], everything) for r in records) / world,
             "naive-padded": _loss(records, everything),

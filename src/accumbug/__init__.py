@@ -5,8 +5,9 @@ The package has three layers; a path says which one a piece of code is in
 
 * the top level is the **reference core**, code to copy or import: the synthetic data set
   (``data``), the model (``model``), the tracker protocol and the exact tracker
-  (``trackers``), strict lossless history files (``history``), run folders committed all
-  at once (``runfolder``), the trainer (``train``), torchrun ranks (``distributed``) and
+  (``trackers``), the exact mean of any loss for a loop of your own (``exact_mean``),
+  strict lossless history files (``history``), run folders committed all at once
+  (``runfolder``), the trainer (``train``), torchrun ranks (``distributed``) and
   seeding (``seeding``). It never imports the other two layers;
 * ``specimens`` holds the deliberately wrong code: the incident's trackers, naive
   cross-rank trackers, lossy serialisers, the gallery's trackers;
@@ -18,6 +19,7 @@ The notebooks import all they use from ``accumbug.lab``. This module exports the
 
 from .config import TrainConfig
 from .data import PRESETS, DataSpec, SyntheticImages, preset
+from .exact_mean import ExactMean
 from .history import load_history, save_history
 from .runfolder import RunFolder
 from .seeding import seed_everything
@@ -29,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "PRESETS",
     "DataSpec",
+    "ExactMean",
     "ExactTracker",
     "MetricTracker",
     "RunFolder",

@@ -2,11 +2,12 @@
 
 ``make_tracker("incident-broken:float16")`` gives a fresh tracker from its name, so a cell
 or ``--tracker`` can say which trackers a run feeds; ``make_trackers`` does a list. The
-names: ``exact``; the naive cross-rank ones ``naive-rank0``, ``naive-rank-mean``,
-``naive-padded``; and the incident's ``incident-broken`` and ``incident-fixed``, each with
-``:ACCUMULATOR`` (alone they mean ``:python``, the incident's own code); and the symptom's
-``in-place-mean``, ``in-place-mean-fixed``, ``tensor-loss`` and ``tensor-loss-fixed``, each
-with the one accumulator it has (``lessons/symptom.py``).
+names: ``exact`` and ``exact-mean`` (``ExactMean``: the loss alone, for any loop); the naive
+cross-rank ones ``naive-rank0``, ``naive-rank-mean``, ``naive-padded``; the incident's
+``incident-broken`` and ``incident-fixed``, each with ``:ACCUMULATOR`` (alone they mean
+``:python``, the incident's own code); and the symptom's ``in-place-mean``,
+``in-place-mean-fixed``, ``tensor-loss`` and ``tensor-loss-fixed``, each with the one
+accumulator it has (``lessons/symptom.py``).
 
 ``TRACKER_KINDS`` and ``ACCUMULATORS`` are the one list of what is allowed:
 ``tracker_names_help()`` renders it for ``make_tracker``'s error and for the command line's
@@ -16,6 +17,7 @@ with the one accumulator it has (``lessons/symptom.py``).
 
 from __future__ import annotations
 
+from .exact_mean import ExactMean
 from .specimens.gallery_trackers import (
     InPlaceMeanFixedTracker,
     InPlaceMeanTracker,
@@ -38,7 +40,7 @@ NAIVE_RANK_KINDS = tuple(cls.kind for cls in NAIVE_RANK_TRACKERS)
 INCIDENT_KINDS = (IncidentBrokenTracker.kind, IncidentFixedTracker.kind)
 SYMPTOM_TRACKERS = (InPlaceMeanTracker, InPlaceMeanFixedTracker, TensorLossTracker, TensorLossFixedTracker)
 SYMPTOM_KINDS = tuple(cls.kind for cls in SYMPTOM_TRACKERS)
-TRACKER_KINDS = {cls.kind: cls for cls in (ExactTracker, *NAIVE_RANK_TRACKERS, IncidentBrokenTracker,
+TRACKER_KINDS = {cls.kind: cls for cls in (ExactTracker, ExactMean, *NAIVE_RANK_TRACKERS, IncidentBrokenTracker,
                                            IncidentFixedTracker, *SYMPTOM_TRACKERS)}
 
 
