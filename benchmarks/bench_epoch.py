@@ -10,7 +10,7 @@ Three loops over the same 8,520 batches with the same model, optimizer and track
 * **batches only**: the pipeline's batches with no model step and no tracker: what data
   generation alone costs per epoch.
 
-Goals (issue: performance): pipeline at least 2x the naive samples/s, and data generation
+Goals: pipeline at least 2x the naive samples/s, and data generation
 plus tracking at most 15 % over the bare steps. The loops take turns a chunk at a time and
 the ratios use each loop's median chunk rate, so a burst of load elsewhere on the machine
 hits all three alike.

@@ -2,7 +2,7 @@
 
 The incident's trackers keep a ``targets`` list that grows by one entry per sample; the exact
 tracker's state is a few scalars. Each tracker runs in a fresh process so that one's
-garbage does not count against another. Goal (issue: performance): ExactTracker does not
+garbage does not count against another. Goal: ExactTracker does not
 grow; a 4-epoch full run peaks under 2 GiB.
 
     python benchmarks/bench_memory.py [--updates 1000000] [--skip-full-run]

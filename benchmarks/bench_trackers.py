@@ -12,7 +12,7 @@ alike; the figure is the median round.
   The candidates take turns 50 steps at a time and each figure is the median chunk, so a
   burst of load elsewhere hits one chunk, not a whole candidate.
 
-Goals (issue: performance): ExactTracker under 2 % of a training step and at most half of
+Goals: ExactTracker under 2 % of a training step and at most half of
 torchmetrics' cost (MeanMetric with weights + MulticlassAccuracy top-1 and top-5, micro).
 
     python benchmarks/bench_trackers.py [--updates 2000] [--rounds 7] [--device cpu|cuda]

@@ -17,9 +17,10 @@ mean over items, not a mean of batch means::
 ``update(value, n)`` takes a 0-dim batch mean with its item count ``n`` (a Python int, or a
 0-dim tensor such as the number of non-padding tokens, counted on the device), or a tensor
 of per-item values (then ``n`` is their count, or a weight tensor of their shape: a mask of
-real tokens, say). The sum and the count are float64 tensors on the value's device, so
-``update`` never waits for the device (no ``.item()``); ``compute()`` is the one place that
-does. A NaN or infinite value is kept (the mean becomes NaN or inf) and counted
+real tokens, say). The sum, and the counts and weights given as tensors, are float64 tensors
+on the value's device; counts known on the host (``n=16``, a tensor's length) stay a Python
+int. So ``update`` never waits for the device (no ``.item()``); ``compute()`` is the one
+place that does. A NaN or infinite value is kept (the mean becomes NaN or inf) and counted
 (``nonfinite``), never dropped; items of weight 0 (padding) add nothing, not even their NaN.
 An empty mean is NaN, never 0.0.
 
@@ -45,7 +46,7 @@ FLOAT64 = torch.float64
 
 
 class ExactMean(MetricTracker):
-    """The exact mean of per-item values: a float64 sum and a float64 count, divided once.
+    """The exact mean of per-item values: a float64 sum and the items' count, divided once.
 
     ``update(value, n=None)`` adds a batch: a 0-dim mean of ``n`` items, or per-item values
     (``n`` their count or their weights). ``compute()`` is the mean as a Python float (NaN when
@@ -61,7 +62,8 @@ class ExactMean(MetricTracker):
     def __init__(self) -> None:
         super().__init__()
         self.add_state("value_sum", torch.zeros((), dtype=FLOAT64), "sum")
-        self.add_state("count", torch.zeros((), dtype=FLOAT64), "sum")
+        self.add_state("items", 0, "sum")  # counts known on the host (n=16, a tensor's numel): no kernel
+        self.add_state("weights", torch.zeros((), dtype=FLOAT64), "sum")  # counts and weights on the device
         self.add_state("nonfinite", torch.zeros((), dtype=torch.int64), "sum")
 
     def update(self, value, n=None, labels=None, counted=None) -> None:
@@ -78,8 +80,8 @@ class ExactMean(MetricTracker):
     def _follow(self, device: torch.device) -> None:
         """The states move to the values' device on the first batch (and after ``reset``)."""
         if self.value_sum.device != device:
-            self.value_sum, self.count, self.nonfinite = (
-                state.to(device) for state in (self.value_sum, self.count, self.nonfinite))
+            self.value_sum, self.weights, self.nonfinite = (
+                state.to(device) for state in (self.value_sum, self.weights, self.nonfinite))
 
     def _add_mean(self, value: torch.Tensor, n) -> None:
         if n is None:
@@ -91,11 +93,15 @@ class ExactMean(MetricTracker):
             return
         weight = check_whole("n", n, 0)
         if weight:  # n=0: an empty batch, whose mean (NaN) is no value at all
-            self._add(value.to(FLOAT64) * weight, weight, True, value)
+            self.value_sum.add_(value, alpha=weight)  # in float64: the mean times its count, one kernel
+            self.items += weight
+            self.nonfinite += ~torch.isfinite(value)
 
     def _add_items(self, values: torch.Tensor, n) -> None:
         if n is None or (isinstance(n, numbers.Integral) and not isinstance(n, bool) and n == values.numel()):
-            self._add(values.sum(dtype=FLOAT64), values.numel(), True, values)
+            self.value_sum += values.sum(dtype=FLOAT64)
+            self.items += values.numel()
+            self.nonfinite += (~torch.isfinite(values)).sum()
             return
         if not isinstance(n, torch.Tensor):
             raise TypeError(f"n={n!r}: for {values.numel()} per-item values give n={values.numel()}, "
@@ -105,19 +111,22 @@ class ExactMean(MetricTracker):
         self._add(torch.where(kept, values.to(FLOAT64) * weights, 0.0).sum(), weights.sum(), kept, values)
 
     def _add(self, value_sum, count, kept, values: torch.Tensor) -> None:
-        """Add to the three states; ``kept`` marks the values whose weight is not 0."""
+        """Add weighted values to the three states; ``kept`` marks the values whose weight is not 0."""
         self.value_sum += value_sum
-        self.count += count
+        self.weights += count
         self.nonfinite += (~torch.isfinite(values) & kept).sum()
 
     def compute(self) -> float:
         """The mean over every item added since the last ``reset``, as a Python float; NaN when there are none."""
-        count = float(self.count)
+        count = self._count()
         return float(self.value_sum) / count if count else math.nan
+
+    def _count(self) -> float:
+        return self.items + float(self.weights)
 
     def get_metrics(self) -> dict[str, float]:
         """``loss``: the mean (``compute``); ``count``: the items (or weights) added; ``nonfinite``: NaN/inf values."""
-        count = float(self.count)
+        count = self._count()
         return {"loss": self.compute(), "count": int(count) if count.is_integer() else count,
                 "nonfinite": int(self.nonfinite)}
 

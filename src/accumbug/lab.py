@@ -16,6 +16,7 @@ from .distributed import rank_shard, torchrun_command, torchrun_run
 from .doctor.examine import examine
 from .doctor.findings import FINDING_CODES
 from .doctor.formats import format_findings
+from .exact_mean import ExactMean
 from .history import load_history
 from .lessons.audit import format_claims, recorded_run, run_audit
 from .lessons.exercises import (
@@ -101,6 +102,7 @@ __all__ = [  # every name a notebook uses as lab.NAME, and no other (tests/test_
     "INCIDENT_CONSOLE_LOG",
     "MECHANISMS",
     "RANK_COLUMNS",
+    "ExactMean",
     "ExactTracker",
     "Explorer",
     "Html",
