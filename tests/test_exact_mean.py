@@ -251,3 +251,19 @@ def test_the_trainer_feeds_it_like_any_tracker():
     assert mean["train_loss"] == pytest.approx(exact["train_loss"], rel=1e-12, abs=0)
     assert mean["train_count"] == exact["train_total"]
     assert mean["train_nonfinite"] == [0, 0]
+
+
+def test_what_the_cheat_sheet_says_of_torchmetrics_mean_metric():
+    """Its weighted float64 mean is exact; its NaN check reads back twice per update; "disable" drops the weights."""
+    torchmetrics = pytest.importorskip("torchmetrics")
+    batches = [(torch.tensor(2.0), 16), (torch.tensor(10.0), 8)]
+
+    def fed(strategy):
+        metric = torchmetrics.MeanMetric(nan_strategy=strategy).set_dtype(torch.float64)
+        with count_host_reads() as reads:
+            for loss, n in batches:
+                metric.update(loss, weight=n)
+        return metric.compute().item(), sum(reads.values()) / len(batches)
+
+    assert fed("warn") == (pytest.approx((2 * 16 + 10 * 8) / 24, rel=1e-15), 2.0)
+    assert fed("disable") == (6.0, 0.0)  # the mean of the two batch means: the weights ignored

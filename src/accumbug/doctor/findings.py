@@ -28,10 +28,12 @@ class Code:
 FINDING_CODES: dict[str, Code] = {
     "mean-of-batch-means": Code(
         "error", "a loss summed per batch and divided by a batch count, where batches can differ in size",
-        "weight by batch size: loss_sum += loss.item() * n; total += n; divide by total (or use drop_last=True)"),
+        "weight by batch size: loss_sum += loss.item() * n; total += n; divide by total "
+        "(or accumbug.ExactMean: update(loss, n=len(targets)); or drop_last=True)"),
     "half-precision-accumulator": Code(
         "error", "a running sum kept in float16 or bfloat16",
-        "keep the sum in float64 (torch.zeros((), dtype=torch.float64)) or add loss.item() to a Python float"),
+        "keep the sum in float64 (torch.zeros((), dtype=torch.float64), or accumbug.ExactMean) "
+        "or add loss.item() to a Python float"),
     "lossy-serialiser": Code(
         "error", "a writer that maps non-finite or non-float values to 0.0 or to a number",
         "write strict, lossless JSON: null plus the original value (accumbug.history.dumps_history); "
@@ -51,7 +53,8 @@ FINDING_CODES: dict[str, Code] = {
         "use drop_last=True on the sampler"),
     "host-sync-per-step": Code(
         "info", ".item() or float(tensor) in the per-batch path: a host sync per step on a GPU, not a wrong value",
-        "accumulate on the device (loss_sum.add_(loss.detach() * n)) and read the value once per epoch"),
+        "accumulate on the device (loss_sum.add_(loss.detach() * n), or accumbug.ExactMean, which keeps its sums "
+        "there) and read the value once per epoch"),
     "invalid-json-tokens": Code(
         "warning", "a history file with NaN/Infinity tokens that strict JSON readers reject",
         "write null plus the original value (accumbug.history.dumps_history), or allow_nan=False to fail loudly"),
