@@ -21,6 +21,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from accumbug.cli import DISTRIBUTED_TRACKERS
 from accumbug.config import TrainConfig
 from accumbug.data import preset
 from accumbug.distributed import (
@@ -292,16 +293,30 @@ def test_torchrun_run_prints_and_writes_on_rank_0_only(tmp_path):
     assert len(lines) == 4  # one line per default tracker, from rank 0 alone
     assert sorted(p.name for p in out.iterdir()) == sorted([CONFIG, COMMIT, "divergence.png", "epoch-0001"])
     assert sorted(p.name for p in (out / "epoch-0001").iterdir()) == sorted(
-        [CONSOLE, CHECKPOINT, *(history_filename(n) for n in TRACKERS)])
+        [CONSOLE, CHECKPOINT, *(history_filename(n) for n in DISTRIBUTED_TRACKERS)])
     folder = RunFolder(out)
     folder.verify()
-    assert folder.trackers == TRACKERS and folder.record["ranks"] == {"world": 2, "backend": "gloo"}
+    assert folder.trackers == list(DISTRIBUTED_TRACKERS) and folder.record["ranks"] == {"world": 2, "backend": "gloo"}
     assert load_history(folder.history_path("exact"))["eval_total"] == [SAMPLES]
     rows = rank_rows({"2 ranks": out})
-    assert [row["tracker"] for row in rows] == TRACKERS and rows[0]["samples"] == SAMPLES
+    assert [row["tracker"] for row in rows] == list(DISTRIBUTED_TRACKERS) and rows[0]["samples"] == SAMPLES
     assert rows[0]["error_pct"] == 0 and rows[1]["error_pct"] != 0  # rank 0's shard alone is not the epoch
     bars = plot_rank_errors(rows).axes[0].patches
     assert [bar.get_height() for bar in bars] == [row["error_pct"] for row in rows[1:]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("world", [2, 3])
+def test_exact_mean_under_torchrun_counts_each_sample_once(tmp_path, world):
+    """torchrun's gloo ranks over padded shards: ExactMean's epoch loss is the exact tracker's, every sample once."""
+    out, samples = tmp_path / "run", SAMPLES + 1  # 1,033: neither 2 nor 3 ranks split it evenly, so shards pad
+    torchrun_run(world, ["--preset", "tiny", "--samples", str(samples), "--no-progress", "--epochs", "2",
+                         "--out", str(out), "--tracker", "exact", "--tracker", "exact-mean"])
+    folder = RunFolder(out)
+    exact, mean = folder.history("exact"), folder.history("exact-mean")
+    assert mean["train_loss"] == pytest.approx(exact["train_loss"], rel=1e-12, abs=0)
+    assert mean["train_count"] == exact["train_total"] == [samples, samples]  # padding repeats not counted
+    assert samples % world
 
 
 @pytest.mark.slow
