@@ -28,8 +28,8 @@ class Code:
 FINDING_CODES: dict[str, Code] = {
     "mean-of-batch-means": Code(
         "error", "a loss summed per batch and divided by a batch count, where batches can differ in size",
-        "weight by batch size: loss_sum += loss.item() * n; total += n; divide by total "
-        "(or accumbug.ExactMean: update(loss, n=len(targets)); or drop_last=True)"),
+        "weight by batch size, summed in float64: loss_sum.add_(loss.detach(), alpha=n); total += n; divide once "
+        "per epoch (or accumbug.ExactMean: update(loss.detach(), n=len(targets)); or drop_last=True)"),
     "half-precision-accumulator": Code(
         "error", "a running sum kept in float16 or bfloat16",
         "keep the sum in float64 (torch.zeros((), dtype=torch.float64), or accumbug.ExactMean) "
@@ -53,8 +53,8 @@ FINDING_CODES: dict[str, Code] = {
         "use drop_last=True on the sampler"),
     "host-sync-per-step": Code(
         "info", ".item() or float(tensor) in the per-batch path: a host sync per step on a GPU, not a wrong value",
-        "accumulate on the device (loss_sum.add_(loss.detach() * n), or accumbug.ExactMean, which keeps its sums "
-        "there) and read the value once per epoch"),
+        "accumulate on the device in float64 (loss_sum = torch.zeros((), dtype=torch.float64, device=...); "
+        "loss_sum.add_(loss.detach(), alpha=n)), or accumbug.ExactMean; read the value once per epoch"),
     "invalid-json-tokens": Code(
         "warning", "a history file with NaN/Infinity tokens that strict JSON readers reject",
         "write null plus the original value (accumbug.history.dumps_history), or allow_nan=False to fail loudly"),
