@@ -16,6 +16,9 @@ fit finds the ranks and the process group already there), each logging into ``FO
 Each rank records the sample indices it trained on, and rank 0 prints, as one JSON line, each
 fit's last progress-bar line, its metrics.csv and those indices (``shards``), so the caller can
 check which sample was repeated. Everything Lightning prints is kept off stdout.
+Each rank ends with ``distributed.exit_rank``, as the package's own torchrun ranks do: a
+rank that returns through Python's interpreter shutdown while gloo's threads still run can
+abort ("terminate called without an active exception").
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
+from ...distributed import exit_rank
 from .data import WildData, uneven_data
 from .lightning_cases import trained, zero_module
 
@@ -91,3 +95,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    exit_rank(0)  # each rank, as python -m accumbug ends one: no interpreter shutdown beside gloo's threads
