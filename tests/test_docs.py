@@ -204,8 +204,8 @@ def test_bad_input_table_row_is_what_the_cli_prints(tmp_path, capsys, monkeypatc
 
 # --- tracker names ---------------------------------------------------------------------------------
 
-TRACKER_NAME = re.compile(r"(?:exact|incident-[a-z]+|naive-[a-z0-9-]+|in-place-mean[a-z-]*|tensor-loss[a-z-]*)"
-                          r"(?::[A-Za-z0-9]+)?")
+TRACKER_NAME = re.compile(r"(?:exact(?:-[a-z]+)?|incident-[a-z]+|naive-[a-z0-9-]+|in-place-mean[a-z-]*"
+                          r"|tensor-loss[a-z-]*)(?::[A-Za-z0-9]+)?")
 PLACEHOLDERS = (":ACC", ":ACCUMULATOR")
 
 

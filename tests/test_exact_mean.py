@@ -155,7 +155,10 @@ def test_update_never_reads_a_value_back_and_compute_does():
     assert sum(reads.values()) == 0, reads
     with count_host_reads() as reads:
         mean.compute()
-    assert sum(reads.values()) >= 1  # the one place that syncs, and the counter sees it
+    assert sum(reads.values()) == 1  # the one place that syncs: one read of the three states
+    with count_host_reads() as reads:
+        mean.get_metrics()
+    assert sum(reads.values()) == 1
 
 
 # -- token-level losses ---------------------------------------------------------------------------

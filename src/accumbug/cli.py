@@ -53,7 +53,6 @@ from .runfolder import CONFIG, CommitError, RunFolder
 from .specimens.incident_log import IncidentLog
 from .stopping import RunStopped
 from .train import NonFiniteLossError, train
-from .validation import check_whole
 
 __all__ = ["DISTRIBUTED_TRACKERS", "REPRODUCE_TRACKERS", "main"]
 
@@ -77,10 +76,9 @@ def _whole(minimum: int):
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        try:
-            return check_whole("value", value, minimum)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{value} is below the minimum of {minimum}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below the minimum of {minimum}")
+        return value
     return parse
 
 

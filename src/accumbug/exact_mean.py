@@ -38,7 +38,7 @@ import numbers
 import torch
 
 from .trackers import MetricTracker
-from .validation import check_whole
+from .validation import check_whole, is_real
 
 __all__ = ["ExactMean"]
 
@@ -118,17 +118,18 @@ class ExactMean(MetricTracker):
 
     def compute(self) -> float:
         """The mean over every item added since the last ``reset``, as a Python float; NaN when there are none."""
-        count = self._count()
-        return float(self.value_sum) / count if count else math.nan
-
-    def _count(self) -> float:
-        return self.items + float(self.weights)
+        return self._read()[0]
 
     def get_metrics(self) -> dict[str, float]:
         """``loss``: the mean (``compute``); ``count``: the items (or weights) added; ``nonfinite``: NaN/inf values."""
-        count = self._count()
-        return {"loss": self.compute(), "count": int(count) if count.is_integer() else count,
-                "nonfinite": int(self.nonfinite)}
+        mean, count, nonfinite = self._read()
+        return {"loss": mean, "count": int(count) if count.is_integer() else count, "nonfinite": nonfinite}
+
+    def _read(self) -> tuple[float, float, int]:
+        """The mean, the count and the non-finite values, in one read from the device."""
+        value_sum, weights, nonfinite = torch.stack([self.value_sum, self.weights, self.nonfinite.to(FLOAT64)]).tolist()
+        count = self.items + weights
+        return (value_sum / count if count else math.nan), count, int(nonfinite)
 
 
 def _dims(value) -> int:
@@ -141,7 +142,7 @@ def _as_tensor(value, device: torch.device) -> torch.Tensor:
         if not value.is_floating_point():
             raise TypeError(f"value dtype {value.dtype}: expected a floating tensor (a loss or a metric)")
         return value.detach()
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+    if is_real(value):
         return torch.tensor(float(value), dtype=FLOAT64, device=device)
     raise TypeError(f"value={value!r}: expected a number or a floating tensor")
 

@@ -28,18 +28,16 @@ from .specimens.incident_trackers import (
     ACCUMULATORS,
     IncidentBrokenTracker,
     IncidentFixedTracker,
-    validate_accumulator,
 )
 from .specimens.rank_trackers import NAIVE_RANK_TRACKERS
 from .trackers import ExactTracker
 
-__all__ = ["INCIDENT_KINDS", "NAIVE_RANK_KINDS", "SYMPTOM_KINDS", "TRACKER_KINDS", "make_tracker",
+__all__ = ["INCIDENT_KINDS", "NAIVE_RANK_KINDS", "TRACKER_KINDS", "make_tracker",
            "make_trackers", "tracker_names_help"]
 
 NAIVE_RANK_KINDS = tuple(cls.kind for cls in NAIVE_RANK_TRACKERS)
 INCIDENT_KINDS = (IncidentBrokenTracker.kind, IncidentFixedTracker.kind)
 SYMPTOM_TRACKERS = (InPlaceMeanTracker, InPlaceMeanFixedTracker, TensorLossTracker, TensorLossFixedTracker)
-SYMPTOM_KINDS = tuple(cls.kind for cls in SYMPTOM_TRACKERS)
 TRACKER_KINDS = {cls.kind: cls for cls in (ExactTracker, ExactMean, *NAIVE_RANK_TRACKERS, IncidentBrokenTracker,
                                            IncidentFixedTracker, *SYMPTOM_TRACKERS)}
 
@@ -56,7 +54,7 @@ def make_tracker(spec: str):
     if kind not in TRACKER_KINDS:
         raise ValueError(f"tracker={spec!r}: unknown; allowed: {tracker_names_help()}")
     if kind in INCIDENT_KINDS:  # the incident's trackers take any accumulator; every other kind has its one
-        return TRACKER_KINDS[kind](validate_accumulator(accumulator or "python"))
+        return TRACKER_KINDS[kind](accumulator or "python")  # the tracker checks its accumulator
     tracker = TRACKER_KINDS[kind]()
     if accumulator and accumulator != tracker.accumulator:
         raise ValueError(f"tracker={spec!r}: {kind} always accumulates in {tracker.accumulator}; "

@@ -30,17 +30,11 @@ from __future__ import annotations
 import torch
 
 from ..trackers import TOPK, MetricTracker
+from ..validation import check_choice
 
-__all__ = ["ACCUMULATORS", "IncidentBrokenTracker", "IncidentFixedTracker", "validate_accumulator"]
+__all__ = ["ACCUMULATORS", "IncidentBrokenTracker", "IncidentFixedTracker"]
 
 ACCUMULATORS = ("python", "float64", "float32", "bfloat16", "float16", "auto")
-
-
-def validate_accumulator(accumulator: str) -> str:
-    """``accumulator`` if it is one of ``ACCUMULATORS``; else a ``ValueError`` naming the allowed ones."""
-    if accumulator not in ACCUMULATORS:
-        raise ValueError(f"accumulator={accumulator!r}: unknown; allowed: {', '.join(ACCUMULATORS)}")
-    return accumulator
 
 
 class _IncidentTracker(MetricTracker):
@@ -48,7 +42,7 @@ class _IncidentTracker(MetricTracker):
 
     def __init__(self, accumulator: str = "python"):
         super().__init__()
-        self.accumulator = validate_accumulator(accumulator)
+        self.accumulator = check_choice("accumulator", accumulator, ACCUMULATORS)
         self.name = f"{self.kind}:{accumulator}"
         for name, default in (("loss_sum", 0.0), ("total", 0), ("top1_correct", 0), ("top5_correct", 0),
                               ("targets", [])):
