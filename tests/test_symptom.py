@@ -10,6 +10,7 @@ import torch
 
 from accumbug.config import TrainConfig
 from accumbug.history import read_back
+from accumbug.lessons.plots import figure_png, plot_symptom
 from accumbug.lessons.symptom import (
     CODE_PATHS,
     SYMPTOMS,
@@ -78,6 +79,22 @@ class _Recorder:
 
     def reset(self):
         self.resets += 1
+
+
+def test_plot_symptom_draws_every_row_where_its_mechanism_and_code_path_say(symptom_run):
+    rows = symptom_rows(*symptom_run)
+    figure = plot_symptom(rows, "symptom")
+    axes = figure.axes
+    assert len(axes) == len(SYMPTOMS) * len(CODE_PATHS)
+    assert [axis.get_title() for axis in axes[:len(CODE_PATHS)]] == list(CODE_PATHS)
+    for row in rows:
+        for key in ("exact", "console", "saved"):
+            drawn = [line for axis in axes for line in axis.get_lines()
+                     if line.get_gid() == f"{row['mechanism']} {row['code']} {key}"]
+            assert len(drawn) == 1 and list(drawn[0].get_ydata()) == row[key]
+    bottom = axes[0].get_ylim()[0]
+    assert bottom < 0  # a saved 0.0 sits above the bottom edge, not on it
+    assert figure_png(figure)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_incident_log_appends_values_as_returned_then_resets():

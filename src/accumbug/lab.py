@@ -44,6 +44,7 @@ from .lessons.plots import (
     plot_divergence,
     plot_gallery,
     plot_rank_errors,
+    plot_symptom,
     plot_trajectory,
     save_figure,
 )
@@ -155,6 +156,7 @@ __all__ = [  # every name a notebook uses as lab.NAME, and no other (tests/test_
     "plot_divergence",
     "plot_gallery",
     "plot_rank_errors",
+    "plot_symptom",
     "plot_trajectory",
     "plot_wild",
     "preset",

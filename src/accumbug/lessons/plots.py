@@ -37,8 +37,8 @@ from .mechanisms import EVIDENCE, mechanism
 from .streams import first_nonfinite, stall_start
 
 __all__ = ["ACCUMULATOR_NAMES", "FLOAT16_MAX", "OKABE_ITO", "accumulator_name", "figure_png", "plot_case",
-           "plot_diagnosis", "plot_divergence", "plot_gallery", "plot_outcome", "plot_rank_errors", "plot_trajectory",
-           "relative_error", "save_figure", "tracker_label"]
+           "plot_diagnosis", "plot_divergence", "plot_gallery", "plot_outcome", "plot_rank_errors", "plot_symptom",
+           "plot_trajectory", "relative_error", "save_figure", "tracker_label"]
 
 OKABE_ITO = {
     "black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
@@ -489,4 +489,40 @@ def plot_rank_errors(rows: list[dict], title: str = "Naive cross-rank trackers a
     axis.set_title(title)
     axis.legend(frameon=False, fontsize="small")
     figure.tight_layout()
+    return figure
+
+
+# the symptom figure's series: row key, legend words, style (the gallery's: one style per kind of value)
+SYMPTOM_SERIES = (("exact", "exact loss", GALLERY_STYLES["exact"]),
+                  ("console", "console (printed)", GALLERY_STYLES["console"]),
+                  ("saved", "saved file (history.json)", GALLERY_STYLES["file"]))
+
+
+def plot_symptom(rows: list[dict], title: str = "The incident's symptom: console vs saved file") -> Figure:
+    """``lessons.symptom.symptom_rows`` drawn: one row of panels per mechanism, one column per code path.
+
+    Each panel shows, per epoch, the loss the console printed, the loss the saved file holds
+    and the exact loss: the incident's code and the write-up's fix save 0.0 under a console of
+    real values; the working fix saves what the console printed. Every panel shares one
+    y-scale from just below 0, so a saved 0.0 sits visibly above the bottom edge
+    (``01_side_by_side_small.ipynb``, ``02_side_by_side_full_136k.ipynb``).
+    """
+    mechanisms = list(dict.fromkeys(row["mechanism"] for row in rows))
+    codes = list(dict.fromkeys(row["code"] for row in rows))
+    top = 1.1 * max(v for row in rows for key, *_ in SYMPTOM_SERIES for v in row[key] if math.isfinite(v))
+    figure = Figure(figsize=(3.6 * len(codes), 2.7 * len(mechanisms) + 0.9), layout="constrained")
+    axes = figure.subplots(len(mechanisms), len(codes), squeeze=False, sharex=True, sharey=True)
+    for row in rows:
+        axis = axes[mechanisms.index(row["mechanism"])][codes.index(row["code"])]
+        epochs = list(range(1, len(row["exact"]) + 1))
+        for key, label, style in SYMPTOM_SERIES:
+            axis.plot(epochs, row[key], label=label, gid=f"{row['mechanism']} {row['code']} {key}", **style)
+        axis.set_ylim(-0.06 * top, top)
+        _epoch_axis(axis, f"{row['mechanism']}\nepoch loss" if row["code"] == codes[0] else "")
+    for axis, code in zip(axes[0], codes):
+        axis.set_title(code)
+    for axis in axes[:-1].ravel():
+        axis.set_xlabel("")  # the panels share their epochs: one label under the bottom row
+    figure.suptitle(title)
+    _shared_legend(figure, axes.ravel())
     return figure
