@@ -33,7 +33,6 @@ so ``distributed.sync_states`` adds them across ranks in one ``all_reduce`` per 
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
@@ -98,7 +97,7 @@ class ExactMean(MetricTracker):
             self.nonfinite += ~torch.isfinite(value)
 
     def _add_items(self, values: torch.Tensor, n) -> None:
-        if n is None or (isinstance(n, numbers.Integral) and not isinstance(n, bool) and n == values.numel()):
+        if n is None or (not isinstance(n, torch.Tensor) and check_whole("n", n, 0) == values.numel()):
             self.value_sum += values.sum(dtype=FLOAT64)
             self.items += values.numel()
             self.nonfinite += (~torch.isfinite(values)).sum()
