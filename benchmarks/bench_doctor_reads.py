@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from accumbug.doctor.code_checks import check_notebook, check_python
+from accumbug.doctor.code import check_notebook, check_python
 from accumbug.doctor.consoles import read_console
 from accumbug.doctor.findings import UnusableInput
 from accumbug.doctor.history_files import check_history, read_histories, read_history, read_text

@@ -1,6 +1,7 @@
 # Specimen of mean-of-batch-means, as PyTorch tutorials write it: each batch's mean loss is
 # added to running_loss and the sum is divided by len(train_loader). CIFAR-10's 50,000
 # training images in batches of 64 end with a batch of 16, which weighs as much as a full one.
+# also: host-sync-per-step (a GPU loop that reads .item() each batch)
 import torch
 import torch.nn as nn
 import torch.optim as optim

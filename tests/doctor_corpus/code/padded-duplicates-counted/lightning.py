@@ -19,7 +19,7 @@ class LitTextClassifier(L.LightningModule):
     def training_step(self, batch, batch_idx):
         tokens, offsets, labels = batch
         loss = F.cross_entropy(self(tokens, offsets), labels)
-        self.log("train_loss", loss, on_epoch=True, sync_dist=True, batch_size=labels.size(0))
+        self.log("train_loss", loss, on_epoch=True, sync_dist=True, batch_size=labels.size(0))  # finding: padded-duplicates-counted
         return loss
 
     def validation_step(self, batch, batch_idx):

@@ -3,6 +3,7 @@
 # the repeated samples out of total.
 import torch
 import torch.distributed as dist
+from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 
@@ -22,12 +23,18 @@ class DistributedTracker:
     def sync(self):
         packed = torch.stack([self.loss_sum, torch.tensor(float(self.total), dtype=torch.float64,
                                                           device=self.device)])
-        dist.all_reduce(packed)
+        dist.all_reduce(packed)  # finding: padded-duplicates-counted
         self.loss_sum, self.total = packed[0], int(packed[1].item())
 
     def compute(self):
         return float(self.loss_sum) / self.total
 
 
-def make_sampler(dataset, world_size, rank):
-    return DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)
+@torch.no_grad()
+def validate(model, dataset, criterion, device):
+    sampler = DistributedSampler(dataset, shuffle=False)
+    tracker = DistributedTracker(device)
+    for inputs, labels in DataLoader(dataset, batch_size=100, sampler=sampler):
+        tracker.update(criterion(model(inputs.to(device)), labels.to(device)), labels)
+    tracker.sync()
+    return tracker.compute()

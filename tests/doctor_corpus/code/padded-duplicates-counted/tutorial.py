@@ -23,7 +23,7 @@ def evaluate(model, val_set, criterion, batch_size=100):
         stats[0] += criterion(outputs, labels).double() * n
         stats[1] += (outputs.argmax(1) == labels).sum()
         stats[2] += n
-    dist.all_reduce(stats, op=dist.ReduceOp.SUM)
+    dist.all_reduce(stats, op=dist.ReduceOp.SUM)  # finding: padded-duplicates-counted
     loss_sum, correct, samples = stats.tolist()
     if dist.get_rank() == 0:
         print(f"val loss {loss_sum / samples:.4f}, acc {100 * correct / samples:.2f}% on {int(samples)} samples")

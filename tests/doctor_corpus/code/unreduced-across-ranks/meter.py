@@ -1,3 +1,4 @@
+# also: host-sync-per-step
 # Specimen of unreduced-across-ranks with the ImageNet example's AverageMeter, without the
 # all_reduce the example later added: each rank's meter averages its own shard, and the
 # process with rank 0 writes its meter's average as the epoch's loss and accuracy.
@@ -44,7 +45,7 @@ def train(train_loader, model, optimizer, epoch, args, log):
         optimizer.step()
 
     if not args.multiprocessing_distributed or args.rank % args.ngpus_per_node == 0:
-        log.append({"epoch": epoch, "loss": losses.avg, "acc1": top1.avg})
+        log.append({"epoch": epoch, "loss": losses.avg, "acc1": top1.avg})  # finding: unreduced-across-ranks
 
 
 def main_worker(gpu, ngpus_per_node, args):

@@ -1,3 +1,4 @@
+# also: host-sync-per-step
 # Specimen of unreduced-across-ranks in a torchrun script: every rank trains on its own shard
 # (DistributedSampler) and sums its own loss exactly, but only rank 0 prints and saves, and
 # nothing ever combines the ranks' sums. The saved loss is rank 0's shard, 1/world_size of it.
@@ -42,12 +43,12 @@ def main():
             seen += x.size(0)
         epoch_loss = loss_sum / seen
         if rank == 0:
-            print(f"epoch {epoch}: loss {epoch_loss:.4f}")
+            print(f"epoch {epoch}: loss {epoch_loss:.4f}")  # finding: unreduced-across-ranks
             history["train_loss"].append(epoch_loss)
 
     if rank == 0:
         with open("history.json", "w") as f:
-            json.dump(history, f)
+            json.dump(history, f)  # finding: unreduced-across-ranks
     dist.destroy_process_group()
 
 
