@@ -3,9 +3,9 @@
 import sys
 
 from .cli import main
-from .distributed import exit_rank, launched_by_torchrun
 
 code = main()
-if launched_by_torchrun():
-    exit_rank(code)
+distributed = sys.modules.get("accumbug.distributed")  # imported by the commands that train; never by ``doctor``
+if distributed is not None and distributed.launched_by_torchrun():
+    distributed.exit_rank(code)
 sys.exit(code)

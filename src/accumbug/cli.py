@@ -9,9 +9,13 @@ works -- then today's accumulator table, and writes each saved file as its code 
 any run. ``audit`` measures every claim of the write-up (``lessons/audit.py``) on the
 recorded run that ships with the package, prints the table and writes ``claims.md`` (and,
 with ``--incident``, the write-up annotated claim by claim). ``doctor PATH...`` checks a
-user's own scripts, history files and console logs (``doctor/``): exit 0 when it finds
-nothing, 1 when it finds something, 2 for a path it cannot use.
-Nothing is written outside the current folder unless ``--out`` or ``--claims`` says so.
+user's own scripts, history files and console logs (``doctor/``): each path it cannot use is
+one line on stderr while the others are still examined; exit 0 when it finds nothing, 1 when
+it finds something, 2 when a path could not be examined (2 wins over 1: the check was
+incomplete) or an argument is bad. ``--format`` prints the report as text, JSON or GitHub
+Actions annotations. The doctor imports neither torch nor the lessons: the training commands
+import them inside their functions, so ``python -m accumbug doctor`` starts in a fraction of
+a second. Nothing is written outside the current folder unless ``--out`` or ``--claims`` says so.
 
 Bad arguments print one line naming the value and what is allowed, exit with code 2, and
 write nothing: every value is checked before the run folder is made. ``run --resume DIR``
@@ -36,29 +40,34 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .config import AMP_MODES, SCHEDULES, TrainConfig, run_config
-from .data import PRESETS
-from .distributed import join, launched_by_torchrun, leave
 from .doctor.examine import examine
-from .doctor.findings import UnusableInput
-from .doctor.formats import format_findings, format_findings_json
-from .history import atomic_write_text
-from .lessons.audit import claims_markdown, format_claims, incident_markdown, run_audit
-from .lessons.plots import figure_png, plot_divergence
-from .lessons.symptom import format_symptom, incident_files, symptom_rows, symptom_trackers
-from .lessons.tables import divergence_rows, format_table
-from .registry import NAIVE_RANK_KINDS, make_tracker, tracker_names_help
-from .runfolder import CONFIG, CommitError, RunFolder
-from .specimens.incident_log import IncidentLog
-from .stopping import RunStopped
-from .train import NonFiniteLossError, train
+from .doctor.formats import FORMATS, format_report
 
-__all__ = ["DISTRIBUTED_TRACKERS", "REPRODUCE_TRACKERS", "main"]
+if TYPE_CHECKING:
+    from .config import TrainConfig
+    from .specimens.incident_log import IncidentLog
+
+__all__ = ["DISTRIBUTED_TRACKERS", "REPRODUCE_TRACKERS", "main"]  # noqa: F822 -- the first through __getattr__
 
 REPRODUCE_TRACKERS = ("incident-broken:python", "incident-fixed:python", "incident-broken:float16",
                       "incident-fixed:float16", "exact")
-DISTRIBUTED_TRACKERS = ("exact", *NAIVE_RANK_KINDS)
+
+
+def _distributed_trackers() -> tuple[str, ...]:
+    """The default trackers under torchrun: the exact one and the naive cross-rank ones of the registry."""
+    from .registry import NAIVE_RANK_KINDS
+
+    return ("exact", *NAIVE_RANK_KINDS)
+
+
+def __getattr__(name: str):
+    """``DISTRIBUTED_TRACKERS``, built on first use (PEP 562): the registry imports torch, which the doctor never
+    needs."""
+    if name == "DISTRIBUTED_TRACKERS":
+        return _distributed_trackers()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class UsageError(Exception):
@@ -82,24 +91,25 @@ def _whole(minimum: int):
     return parse
 
 
-def _parser() -> _Parser:
-    parser = _Parser(prog="python -m accumbug", description="Epoch metrics accumulated wrongly: reproduce and measure.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    quiet = {"argument_default": argparse.SUPPRESS}  # absent options stay absent: --resume sees what was given
+def _common_options(sub, preset: str = "small", epochs: int = 3) -> None:
+    """The options of both training commands (``reproduce`` and ``run``)."""
+    from .data import PRESETS
 
-    def common(sub, preset: str, epochs: int):
-        sub.add_argument("--preset", choices=list(PRESETS), help=f"data set size (default {preset})")
-        sub.add_argument("--epochs", type=_whole(1), help=f"epochs to train (default {epochs})")
-        sub.add_argument("--out", type=Path, help="run folder (default runs/<command>-<preset>-<time>)")
-        sub.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-        sub.add_argument("--seed", type=_whole(0), help="seed for data and weights (default 0)")
-        sub.add_argument("--device", help="auto (CUDA when present; the default), cpu, cuda or cuda:N")
-        sub.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    sub.add_argument("--preset", choices=list(PRESETS), help=f"data set size (default {preset})")
+    sub.add_argument("--epochs", type=_whole(1), help=f"epochs to train (default {epochs})")
+    sub.add_argument("--out", type=Path, help="run folder (default runs/<command>-<preset>-<time>)")
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    sub.add_argument("--seed", type=_whole(0), help="seed for data and weights (default 0)")
+    sub.add_argument("--device", help="auto (CUDA when present; the default), cpu, cuda or cuda:N")
+    sub.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
-    common(commands.add_parser("reproduce", help="the incident: its evidence reproduced, its trackers side by side",
-                               **quiet), "small", 3)
-    run = commands.add_parser("run", help="any training run", **quiet)
-    common(run, "small", 3)
+
+def _run_options(run) -> None:
+    """The ``run`` command's options."""
+    from .config import AMP_MODES, SCHEDULES
+    from .registry import tracker_names_help
+
+    _common_options(run)
     run.add_argument("--tracker", action="append", dest="trackers", metavar="TRACKER",
                      help=f"one of {tracker_names_help()}; repeat for several "
                           "(default: the five of reproduce; under torchrun exact and the three naive ones)")
@@ -114,18 +124,24 @@ def _parser() -> _Parser:
                      help="no gradients or optimizer steps: every epoch measures the seeded model")
     run.add_argument("--resume", type=Path, metavar="DIR",
                      help="continue the run folder DIR from its last completed epoch (--epochs may extend it)")
-    _add_audit(commands)
-    doctor = commands.add_parser("doctor", help="check your own training code, history files and console logs")
-    doctor.add_argument("paths", nargs="+", metavar="PATH",
+
+
+def _doctor_options(doctor) -> None:
+    """The ``doctor`` command's options."""
+    doctor.add_argument("paths", nargs="*", metavar="PATH",
                         help="scripts, notebooks, history files (JSON, Keras, HF trainer_state.json, Lightning "
                              "metrics.csv), run folders, console logs, or folders of them")
-    doctor.add_argument("--json", action="store_true", help="print the findings as JSON on stdout")
-    return parser
+    doctor.add_argument("--format", choices=list(FORMATS), default="text",
+                        help="text (the default), json (for tools) or github (GitHub Actions annotations)")
+    doctor.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
+    doctor.add_argument("--probe", action="append", metavar="FILE.py:CLASS",
+                        help="RUNS your code: import CLASS (from a file, or module.path:CLASS), feed it streams whose "
+                             "exact answers are known, report the measured errors; repeat for several (instead of "
+                             "PATHs)")
 
 
-def _add_audit(commands) -> None:
+def _audit_options(audit) -> None:
     """The ``audit`` command's options."""
-    audit = commands.add_parser("audit", help="measure the write-up's claims: print the table, write claims.md")
     audit.add_argument("--reference", type=Path, help="a full run folder to read (default: the recorded run "
                                                        "that ships with the package)")
     audit.add_argument("--claims", type=Path, default=Path("claims.md"),
@@ -134,15 +150,67 @@ def _add_audit(commands) -> None:
                                                      "(the repository's copy: docs/incident.md)")
 
 
-def _doctor(args) -> int:
-    """Examine the paths and print the report: exit 0 when nothing is found, 1 when something is."""
-    examination = examine(args.paths)  # UnusableInput: exit 2, in main
-    print(format_findings_json(examination) if args.json else format_findings(examination))
-    return 1 if examination.findings else 0
+COMMANDS = {  # name -> its help, its options, whether absent options stay absent (--resume sees what was given)
+    "reproduce": ("the incident: its evidence reproduced, its trackers side by side", _common_options, True),
+    "run": ("any training run", _run_options, True),
+    "audit": ("measure the write-up's claims: print the table, write claims.md", _audit_options, False),
+    "doctor": ("check your own training code, history files and console logs", _doctor_options, False),
+}
+
+
+def _parser(only: str | None = None) -> _Parser:
+    """The command line. With ``only``, that command's options alone are built: the training commands' choices
+    (presets, trackers) come from modules that import torch, which ``doctor`` must not wait for."""
+    parser = _Parser(prog="python -m accumbug", description="Epoch metrics accumulated wrongly: reproduce and measure.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, (summary, options, quiet) in COMMANDS.items():
+        sub = commands.add_parser(name, help=summary, **({"argument_default": argparse.SUPPRESS} if quiet else {}))
+        if only in (None, name):
+            options(sub)
+    return parser
+
+
+def _doctor(argv: list[str]) -> int:
+    """Examine the paths: one line on stderr per path that cannot be examined, the report on stdout. Exit 2 when a
+    path was not examined (whatever else was found: the check is incomplete), else 1 with findings, else 0."""
+    try:
+        args = _parser("doctor").parse_args(argv)
+    except UsageError as error:
+        _say(f"accumbug: error: {error}")
+        return 2
+    if args.probe or not args.paths:
+        return _probe(args)
+    examination = examine(args.paths, keep_going=True)
+    for unusable in examination.unusable:
+        _say(str(unusable))
+    print(format_report(examination, args.format))
+    return 2 if examination.unusable else 1 if examination.findings else 0
+
+
+def _probe(args) -> int:
+    """``doctor --probe``: import and run the user's tracker classes (``doctor/probe/``), torch imported only here."""
+    from .doctor.findings import UnusableInput
+    from .doctor.probe import run_probes
+
+    if bool(args.probe) == bool(args.paths):
+        _say("accumbug: error: give PATHs to read, or --probe FILE.py:CLASS to run a tracker"
+             + (", not both" if args.paths else ""))
+        return 2
+    try:
+        report, code = run_probes(args.probe, args.format)
+    except UnusableInput as error:
+        _say(f"accumbug: error: {error}")
+        return 2
+    print(report)
+    return code
 
 
 def _audit(args) -> int:
     """Check both paths, then measure every claim, print the table and write the markdown."""
+    from .history import atomic_write_text
+    from .lessons.audit import claims_markdown, format_claims, incident_markdown, run_audit
+    from .runfolder import CONFIG
+
     if args.reference is not None and not (args.reference / CONFIG).is_file():
         raise UsageError(f"reference={str(args.reference)!r}: not a run folder (no {CONFIG})")
     for name in ("claims", "incident"):
@@ -172,6 +240,12 @@ CONFIG_OPTIONS = ("preset", "epochs", "seed", "device", "progress", "lr", "amp",
 
 def _configure(args: argparse.Namespace) -> tuple[TrainConfig, list, Path, bool, IncidentLog | None]:
     """Check every value and build the run's parts before anything is written."""
+    from .config import TrainConfig, run_config
+    from .distributed import launched_by_torchrun
+    from .lessons.symptom import symptom_trackers
+    from .registry import make_tracker
+    from .runfolder import RunFolder
+
     given = vars(args)
     options = {key: given[key] for key in CONFIG_OPTIONS if key in given}
     options.setdefault("progress", True)  # bars on in a terminal unless --no-progress
@@ -187,7 +261,7 @@ def _configure(args: argparse.Namespace) -> tuple[TrainConfig, list, Path, bool,
         out = resume
     else:
         config = TrainConfig(**options)
-        names = given.get("trackers", DISTRIBUTED_TRACKERS if distributed else REPRODUCE_TRACKERS)
+        names = given.get("trackers", _distributed_trackers() if distributed else REPRODUCE_TRACKERS)
         out = given.get("out") or Path("runs") / f"{args.command}-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     trackers, log = [make_tracker(name) for name in names], None
     if args.command == "reproduce":
@@ -198,6 +272,8 @@ def _configure(args: argparse.Namespace) -> tuple[TrainConfig, list, Path, bool,
 
 def _who() -> str:
     """The message prefix: ``accumbug``, with the rank under torchrun."""
+    from .distributed import launched_by_torchrun
+
     if launched_by_torchrun():
         return f"accumbug rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}"
     return "accumbug"
@@ -205,6 +281,10 @@ def _who() -> str:
 
 def _report(config: TrainConfig, result, log: IncidentLog | None) -> None:
     """Print the tables (the incident's evidence first, for reproduce) and write the files beside the run."""
+    from .lessons.plots import figure_png, plot_divergence
+    from .lessons.symptom import format_symptom, incident_files, symptom_rows
+    from .lessons.tables import divergence_rows, format_table
+
     if log is not None:
         print("\nThe incident's evidence, reproduced: loss per epoch on the console, in the saved file, exact")
         print(format_symptom(symptom_rows(result, log)))
@@ -217,9 +297,6 @@ def _report(config: TrainConfig, result, log: IncidentLog | None) -> None:
     result.folder.write_file("divergence.png", figure_png(figure))
 
 
-EXIT_CODES = {NonFiniteLossError: 3, CommitError: 4}  # and 130 for SIGINT or a second Ctrl-C, 143 for SIGTERM
-
-
 def _say(line: str) -> None:
     """``line`` on stderr in one write: torchrun's ranks share the stream, and where Python writes through
     (``PYTHONUNBUFFERED=1``) ``print``'s separate writes of the text and its newline interleave across ranks."""
@@ -228,24 +305,41 @@ def _say(line: str) -> None:
 
 
 def _stopped(error: BaseException) -> int:
-    """One line on stderr for a run that ended early, and its exit code."""
+    """One line on stderr for a run that ended early, and its exit code: 3 for a non-finite loss, 4 for an epoch
+    not committed, 130 for SIGINT or a second Ctrl-C, 143 for SIGTERM."""
+    from .runfolder import CommitError
+    from .stopping import RunStopped
+    from .train import NonFiniteLossError
+
     if isinstance(error, KeyboardInterrupt):
         _say(f"{_who()}: stopped at once by a second interrupt; the run folder keeps the epochs committed before")
         return 130
     _say(f"{_who()}: stopped: {error}")
     if isinstance(error, RunStopped):
         return 143 if error.signal_name == "SIGTERM" else 130
-    return EXIT_CODES[type(error)]
+    return {NonFiniteLossError: 3, CommitError: 4}[type(error)]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command ``argv`` names (default: the process's arguments); its exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["doctor"]:
+        return _doctor(argv)
+    return _train_or_audit(argv)
+
+
+def _train_or_audit(argv: list[str]) -> int:
+    """``reproduce``, ``run`` and ``audit``: the commands that import torch and the lessons."""
+    from .distributed import join, launched_by_torchrun, leave
+    from .runfolder import CommitError
+    from .stopping import RunStopped
+    from .train import NonFiniteLossError, train
+
     ranks = None
     try:
-        args = _parser().parse_args(argv)
+        args = _parser(argv[0] if argv[:1] and argv[0] in COMMANDS else None).parse_args(argv)
         if args.command == "audit":
             return _audit(args)
-        if args.command == "doctor":
-            return _doctor(args)
         config, trackers, out, resume, log = _configure(args)
         if launched_by_torchrun():
             ranks, device = join(config.device)
@@ -253,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         result = train(config, trackers, out=out, overwrite=getattr(args, "overwrite", False), resume=resume,
                        ranks=ranks, epoch_hook=log)
-    except (UsageError, ValueError, UnusableInput) as error:
+    except (UsageError, ValueError) as error:
         _say(f"{_who()}: error: {error}")
         return 2
     except (NonFiniteLossError, CommitError, RunStopped, KeyboardInterrupt) as error:

@@ -44,8 +44,6 @@ import uuid
 from functools import cached_property
 from pathlib import Path
 
-import torch
-
 from .history import HistoryFileError, atomic_write_bytes, dumps_history, load_history
 
 __all__ = ["CHECKPOINT", "COMMIT", "CONFIG", "CONSOLE", "PHASES", "RECORDED_STATES", "RUN_FORMAT",
@@ -101,6 +99,8 @@ def run_record(config: dict, data: dict, device: str, trackers: list[str], ranks
 
     ``ranks`` (a ``distributed.Ranks``, under torchrun) adds the world size and backend.
     """
+    import torch  # here and in ``checkpoint``, not above: the doctor reads run folders without importing torch
+
     return {"config": config, "data": data, "device": device, "trackers": list(trackers),
             "torch": torch.__version__, "python": platform.python_version(),
             "ranks": {"world": ranks.world, "backend": ranks.backend} if ranks else None}
@@ -246,6 +246,8 @@ class RunFolder:
         path = self.file_path(CHECKPOINT)
         if not path.is_file():
             raise RunFolderError(f"{str(path)!r}: missing; the folder was changed by hand")
+        import torch
+
         try:
             return torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 -- torch raises several types for a damaged file

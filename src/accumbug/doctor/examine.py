@@ -1,12 +1,15 @@
 """Gather the doctor's findings for a list of paths: recognise each input, check it, compare pairs.
 
 Each path is recognised by its content: a run folder of this package, a notebook, a history
-(JSON or CSV), a console log, or Python source. A path given by name that is none of these
-is unusable input (``UnusableInput``: the CLI exits 2); inside a folder given by name, files
-of other kinds are skipped and listed. A history given by name is compared with every
-console log given by name, and a run folder's histories with its own console log; files
-found by walking a folder are checked on their own. Where the files show a console of real
-values and a saved loss of zeros, the finding also says which cases of the mechanism gallery
+(JSON or CSV), a console log, or Python source. A path given by name that is missing,
+unreadable or none of these (a script that is not valid Python, say), or that a check fails
+on, is unusable: ``examine`` raises for the first one, or with ``keep_going=True`` (the
+command line's way) lists each in ``Examination.unusable`` with why and examines the rest, so
+one bad path among many costs one line, not the report. Inside a folder given by name, files
+of other kinds, or that cannot be read, are skipped and listed. A history given by name is
+compared with every console log given by name, and a run folder's histories with its own
+console log; files found by walking a folder are checked on their own. Where the files show
+a console of real values and a saved loss of zeros, the finding also says which cases of the mechanism gallery
 fit that evidence and which do not. The doctor does not run the gallery: it reads the
 gallery's diagnosis stored beside it (``mechanism_evidence.json``, written by
 ``python -m accumbug.lessons.mechanisms`` and checked against a fresh run by
@@ -22,31 +25,54 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..runfolder import CONFIG, CONSOLE, RunFolder
-from .code_checks import check_notebook, check_python
+from ..validation import check_flag
+from .code import check_notebook, check_python
 from .consoles import Console, canonical_name, compare, looks_like_console, read_console
 from .findings import Finding, UnusableInput, ordered
 from .history_files import History, check_history, csv_header, read_histories, read_text
 
-__all__ = ["MECHANISM_EVIDENCE_FILE", "Examination", "examine", "fitting_mechanisms", "mechanism_evidence"]
+__all__ = ["MECHANISM_EVIDENCE_FILE", "Examination", "Unusable", "examine", "fitting_mechanisms",
+           "mechanism_evidence"]
 
 WALKED_SUFFIXES = {".py", ".ipynb", ".json", ".csv", ".log", ".txt"}  # what a folder walk looks at
 MECHANISM_EVIDENCE_FILE = Path(__file__).with_name("mechanism_evidence.json")  # package data
 
 
+@dataclass(frozen=True)
+class Unusable:
+    """A path given by name that the doctor could not examine, and why; ``str()`` is its one line."""
+
+    path: str
+    reason: str
+
+    @classmethod
+    def refused(cls, path: Path, error: UnusableInput) -> Unusable:
+        """``error``'s message, which starts with the path (quoted or not), as path and reason."""
+        message = str(error)
+        for shown in (repr(str(path)), str(path)):
+            message = message.removeprefix(f"{shown}: ")
+        return cls(str(path), message)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
 @dataclass
 class Examination:
-    """What the doctor found: the findings (most serious first per file), the files read and the files skipped."""
+    """What the doctor found: the findings (most serious first per file), the files read, the files skipped
+    in a folder walk, and the paths given by name that could not be examined (``keep_going=True``)."""
 
     findings: list[Finding] = field(default_factory=list)
     examined: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    unusable: list[Unusable] = field(default_factory=list)
 
 
 def _kind(text: str, path: Path) -> str:
     """``notebook``, ``history``, ``console`` or ``python``, by content; ``UnusableInput`` when none."""
     head = text.lstrip()[:1]
     if not head:
-        raise UnusableInput(f"{str(path)!r}: empty (nothing but white space)")
+        raise UnusableInput(f"{path}: empty (nothing but white space)")
     if head in "{[":
         return "notebook" if '"nbformat"' in text[:200_000] and '"cells"' in text[:200_000] else "history"
     code = path.suffix == ".py" or any(line.startswith(("import ", "from ", "def ", "class "))
@@ -57,7 +83,7 @@ def _kind(text: str, path: Path) -> str:
         return "history"  # a CSV of metrics: named columns, one of them epoch or step
     if looks_like_console(text):
         return "console"
-    raise UnusableInput(f"{str(path)!r}: not a training script, notebook, history or console log the doctor knows")
+    raise UnusableInput(f"{path}: not a training script, notebook, history or console log the doctor knows")
 
 
 def _read(path: Path) -> tuple[list[History], list[Console], list[Finding]]:
@@ -76,11 +102,12 @@ def _read(path: Path) -> tuple[list[History], list[Console], list[Finding]]:
 
 
 def _inputs(paths) -> tuple[list[Path], list[str]]:
-    """The files and run folders to read: paths given by name, and what a folder walk finds (the rest skipped)."""
+    """The files and run folders to read: paths given by name, and what a folder walk finds (the rest skipped).
+
+    A missing path given by name is kept: reading it says so.
+    """
     chosen, skipped = [], []
     for given in map(Path, paths):
-        if not given.exists():
-            raise UnusableInput(f"{str(given)!r}: no such file or folder")
         if not given.is_dir() or (given / CONFIG).is_file():
             chosen.append(given)
             continue
@@ -131,6 +158,8 @@ def _with_fits(finding: Finding, history: History, consoles: list[Console]) -> F
     fit, rest = fitting_mechanisms(evidence)
     labels = mechanism_evidence()["evidence"]
     shown = ", ".join(f"{labels[key]}: {'yes' if value else 'no'}" for key, value in evidence.items())
+    unseen = [label for key, label in labels.items() if key not in evidence]  # weights: never in these files
+    shown += f"; not seen, so not used: {', '.join(unseen)}" if unseen else ""
     stop = "" if finding.consequence.endswith(".") else "."
     note = (f"{stop} Mechanisms of the gallery that fit what these files show ({shown}): "
             f"{', '.join(fit) or 'none'}; that do not: {', '.join(rest)} (accumbug.lessons.mechanisms; notebook 03).")
@@ -149,23 +178,44 @@ def _checked(histories: list[History], consoles: list[Console]) -> list[Finding]
     return found
 
 
-def examine(paths) -> Examination:
-    """Read and check every path (see the module docstring); ``UnusableInput`` for a path given by name that cannot be.
+def _attempt(path: Path, result: Examination, named: bool, keep_going: bool):
+    """``_read(path)``, or None once ``result`` says why not: a file found in a folder walk that the doctor cannot
+    use is skipped; a path given by name is unusable, and so is any path a check fails on (a bug of the doctor's,
+    not of the file). Unusable paths raise ``UnusableInput`` unless ``keep_going``."""
+    try:
+        return _read(path)
+    except UnusableInput as error:
+        if not named:
+            result.skipped.append(str(path))
+            return None
+        refused = Unusable.refused(path, error)
+    except Exception as error:  # one check's bug must not hide the other files' findings
+        if not keep_going:
+            raise
+        refused = Unusable(str(path), f"the doctor failed on it ({type(error).__name__}: {error}); "
+                                      "a bug in the doctor, not in the file: please report it with the file")
+    if not keep_going:
+        raise UnusableInput(str(refused))
+    result.unusable.append(refused)
+    return None
+
+
+def examine(paths, keep_going: bool = False) -> Examination:
+    """Read and check every path (see the module docstring). A path given by name that cannot be examined
+    raises ``UnusableInput``, or with ``keep_going`` is listed in ``unusable`` while the others are examined.
 
     A history is compared with a console log when both were given by name, or when both
     belong to one run folder; files found by walking a folder are checked on their own.
     """
+    check_flag("keep_going", keep_going)
     chosen, skipped = _inputs(paths)
     named = {Path(p) for p in paths}
     result, paired = Examination(skipped=skipped), ([], [])
     for path in chosen:
-        try:
-            histories, consoles, findings = _read(path)
-        except UnusableInput:
-            if path in named:
-                raise
-            result.skipped.append(str(path))
+        read = _attempt(path, result, path in named, keep_going)
+        if read is None:
             continue
+        histories, consoles, findings = read
         result.examined.append(str(path))
         result.findings += findings
         if path in named and not path.is_dir():

@@ -29,7 +29,8 @@ FINDING_CODES: dict[str, Code] = {
     "mean-of-batch-means": Code(
         "error", "a loss summed per batch and divided by a batch count, where batches can differ in size",
         "weight by batch size, summed in float64: loss_sum.add_(loss.detach(), alpha=n); total += n; divide once "
-        "per epoch (or accumbug.ExactMean: update(loss.detach(), n=len(targets)); or drop_last=True)"),
+        "per epoch (or accumbug.ExactMean: update(loss.detach(), n=len(targets))); drop_last=True is no fix: it "
+        "only hides the difference by leaving the last, partial batch's samples out of the epoch"),
     "half-precision-accumulator": Code(
         "error", "a running sum kept in float16 or bfloat16",
         "keep the sum in float64 (torch.zeros((), dtype=torch.float64), or accumbug.ExactMean) "
@@ -49,8 +50,9 @@ FINDING_CODES: dict[str, Code] = {
         "all_reduce the sums and counts (not the means) before logging"),
     "padded-duplicates-counted": Code(
         "warning", "a cross-rank reduction that counts DistributedSampler's padding repeats",
-        "count each sample once: mask the padding rows (accumbug.distributed.rank_shard) or "
-        "use drop_last=True on the sampler"),
+        "count each sample once: mask the padding rows (accumbug.distributed.rank_shard's counted), or evaluate "
+        "with a sampler that does not pad; DistributedSampler(drop_last=True) is no fix: it leaves up to "
+        "world size - 1 samples out of the epoch"),
     "host-sync-per-step": Code(
         "info", ".item() or float(tensor) in the per-batch path: a host sync per step on a GPU, not a wrong value",
         "accumulate on the device in float64 (loss_sum = torch.zeros((), dtype=torch.float64, device=...); "
@@ -70,6 +72,14 @@ FINDING_CODES: dict[str, Code] = {
     "file-disagrees-with-console": Code(
         "error", "a history whose values differ from the console log given with it beyond print rounding",
         "save the value the console printed, converted with float() when it is appended, with a strict writer"),
+    "nonfinite-hidden": Code(
+        "warning", "a tracker that drops a non-finite batch value or counts it as 0, so the epoch value hides it",
+        "keep the value (the epoch mean becomes NaN or inf) and count the non-finite batches "
+        "(accumbug.ExactMean or ExactTracker); find the batch that went non-finite rather than average it away"),
+    "reset-keeps-state": Code(
+        "error", "a tracker whose reset() leaves an earlier epoch's sums or counts in the next epoch's value",
+        "put every sum and count back to a fresh default in reset() (MetricTracker.add_state does), and test it: "
+        "an epoch, reset(), one batch, compare"),
 }
 
 
