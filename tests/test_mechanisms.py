@@ -13,6 +13,8 @@ from accumbug.lessons.mechanisms import (
     EVIDENCE_BASIS,
     EVIDENCE_STATUS,
     FIXED_SPECIMENS,
+    GALLERY_SCENARIO,
+    INCIDENT_STREAM,
     MECHANISMS,
     OBSERVED_EVIDENCE,
     Outcome,
@@ -21,6 +23,7 @@ from accumbug.lessons.mechanisms import (
     after_the_fix,
     after_the_fix_conclusion,
     diagnosis,
+    epoch_stream,
     evidence_comparison,
     exact_loss,
     fitting,
@@ -28,12 +31,15 @@ from accumbug.lessons.mechanisms import (
     format_diagnosis,
     format_evidence_comparison,
     format_gallery,
+    format_streams,
     gallery,
     incident_scenario,
     log_epochs,
     mechanism,
     mechanism_evidence_record,
     observed_evidence,
+    scenario_stream,
+    stream_rows,
     with_the_fix,
     write_mechanism_evidence,
 )
@@ -78,6 +84,33 @@ def test_scenario_follows_the_write_ups_console():
     assert [len(e) for e in epochs] == [852] * 4
     for batches, printed in zip(epochs, INCIDENT_CONSOLE):
         assert exact_loss(batches) == pytest.approx(printed["loss"], rel=2e-3)
+
+
+def test_each_named_stream_has_one_exact_loss_per_epoch_whatever_the_batch_size():
+    """The incident stream and the gallery scenario: their exact losses, printed to 4 decimals, are the gallery's
+    and the replays' at any batch size (``format_streams`` prints them once, in notebook 03)."""
+    rows = {row["stream"]: row for row in stream_rows()}
+    assert list(rows) == [INCIDENT_STREAM, GALLERY_SCENARIO]
+    assert (rows[INCIDENT_STREAM]["samples"], rows[INCIDENT_STREAM]["batches"]) == (136_312, 8_520)
+    assert (rows[GALLERY_SCENARIO]["samples"], rows[GALLERY_SCENARIO]["batches"]) == (13_624, 852)
+    gallery_epochs = incident_scenario()
+    for stream_exact, batches in zip(rows[GALLERY_SCENARIO]["exact"], gallery_epochs):
+        assert f"{exact_loss(batches):.4f}" == f"{stream_exact:.4f}"
+    exact = rows[INCIDENT_STREAM]["exact"][0]
+    losses, sizes = epoch_stream()
+    assert scenario_stream(136_312, 0).name == f"{INCIDENT_STREAM}, epoch 1" and sum(sizes) == 136_312
+    for batch_size in (16, 64, 100):
+        losses, sizes = scenario_stream(136_312, 0).batches(batch_size)
+        weighted = sum(loss * size for loss, size in zip(losses.tolist(), sizes)) / 136_312
+        assert f"{weighted:.4f}" == f"{exact:.4f}"
+    assert "8,520 of 16 (the last of 8)" in format_streams() and f"{exact:.4f}" in format_streams()
+
+
+def test_every_case_says_what_code_it_needs_beyond_the_write_up():
+    for chosen in MECHANISMS:
+        assert chosen.needs and chosen.role in ("incident-broken", "incident-fixed"), chosen.key
+    assert "tensor" in mechanism("broad-sanitiser").needs and "TypeError" in mechanism("aliased-reset").needs
+    assert "gradient" in mechanism("ddp-padding").fix  # the listed fix leaves the padded samples in the gradient
 
 
 @pytest.mark.slow
@@ -244,8 +277,9 @@ def test_after_the_fix_no_mechanism_explains_both(outcomes, fixed_outcomes):
     assert not rows["lossy-zero"]["after_equals_console"] and all(math.isfinite(v) for v in lossy.file)
     assert all(abs(v - e) > 0.01 for v, e in zip(lossy.file, lossy.exact))
     conclusion = after_the_fix_conclusion(list(rows.values()))
-    assert conclusion.startswith("No mechanism explains both")
-    assert conclusion.endswith("must have been predicted, not observed.")
+    assert conclusion.startswith("Of the gallery's 12 cases, none explains both")
+    assert conclusion.endswith("(its console before the fix, digit for digit).")
+    assert "No case of the gallery explains the write-up's after-line" in conclusion
     table = format_after_the_fix(list(rows.values()))
     assert table.count("\n") == len(rows) + 3 and table.endswith(conclusion)
 
@@ -256,8 +290,9 @@ def test_after_the_fix_conclusion_follows_the_rows():
     after = outcome(console=[9.1621, 8.7352], exact=[9.1621, 8.7352], file=[9.16212, 8.73519])
     rows = after_the_fix({"case": before, "other": before}, {"case": after, "other": before})
     assert [row["explains_both"] for row in rows] == [True, False]
-    assert after_the_fix_conclusion(rows).startswith("case explains both the before and the after-line [9.1621, ")
-    assert "observed only if the bug was case" in after_the_fix_conclusion(rows)
+    assert after_the_fix_conclusion(rows).startswith(
+        "Of the gallery's 2 cases, case explains both the before and the after-line [9.1621, ")
+    assert after_the_fix_conclusion(rows).endswith("(its console before the fix, digit for digit).")
 
 
 # -- the doctor's copy of the diagnosis ---------------------------------------------------------------

@@ -5,12 +5,16 @@ import torch
 
 from accumbug.data import preset
 from accumbug.lessons.streams import (
+    LossStream,
+    batch_means,
     batch_sizes,
     epoch_mean,
     loss_sums,
     replay,
+    sample_losses,
     scored_batches,
     simulated_losses,
+    sized_batches,
     trajectory_note,
 )
 from accumbug.registry import make_tracker
@@ -76,3 +80,31 @@ def test_scored_batches_hit_the_asked_rates_through_a_tracker():
 def test_scored_batches_rejects_rates_that_are_not_ordered_fractions(top1, top5):
     with pytest.raises(ValueError, match=r"need 0 <= top1 <= top5 <= 1"):
         scored_batches(torch.ones(1), [4], top1, top5)
+
+
+def test_a_batch_size_only_regroups_the_samples_so_the_exact_loss_stays_put():
+    stream = LossStream("test", samples=1_000, start=9.3, end=8.9, noise=0.2, seed=5)
+    for batch_size in (1, 16, 64, 999, 1_000):
+        losses, sizes = stream.batches(batch_size)
+        assert sum(sizes) == 1_000 and all(size == batch_size for size in sizes[:-1])
+        weighted = math.fsum(loss * size for loss, size in zip(losses.tolist(), sizes)) / 1_000
+        assert weighted == pytest.approx(stream.exact, rel=1e-7)  # float32 batch means, as loss.item() gives
+    assert stream.exact == math.fsum(stream.losses.tolist()) / 1_000
+    assert stream.batches(1)[0].tolist() == stream.losses.tolist()
+
+
+def test_sample_losses_are_seeded_and_follow_their_trend():
+    a, b = sample_losses(10_000, 9.3, 8.9, 0.2, seed=1), sample_losses(10_000, 9.3, 8.9, 0.2, seed=1)
+    assert torch.equal(a, b) and not torch.equal(a, sample_losses(10_000, 9.3, 8.9, 0.2, seed=2))
+    assert float(a.min()) >= 8.9 - 0.2 - 1e-6 and float(a.max()) <= 9.3 + 0.2 + 1e-6
+    assert float(a[:100].mean()) > float(a[-100:].mean()) + 0.3
+
+
+def test_batch_means_are_each_runs_mean_and_refuse_sizes_that_do_not_add_up():
+    losses = torch.tensor([1.0, 3.0, 5.0, 7.0, 9.0])
+    assert batch_means(losses, [2, 2, 1]).tolist() == [2.0, 6.0, 9.0]
+    with pytest.raises(ValueError, match="batch sizes adding up to 4 for 5 samples"):
+        batch_means(losses, [2, 2])
+    assert sized_batches(136_312, 16)[-1] == 8 and len(sized_batches(136_312, 16)) == 8_520
+    with pytest.raises(ValueError, match="batch_size=0"):
+        sized_batches(10, 0)

@@ -51,15 +51,17 @@ def test_every_accumulation_control_redraws_its_pane(explorer):
     facts = change(explorer, "serialiser", "json-strict")
     assert facts["read_back"] is None and facts["written"].startswith("ValueError")
     facts = change(explorer, "accumulator", "float64")
-    assert facts["read_back"] == pytest.approx(facts["exact"], rel=1e-12)
+    assert facts["read_back"] == pytest.approx(facts["exact"], rel=1e-7)  # float32 batch means, summed exactly
+    exact = facts["exact"]
     facts = change(explorer, "batch_size", 64)
     assert facts["batches"] == 2130 and facts["last_batch"] == 56
+    assert facts["exact"] == exact  # the same samples, regrouped: the exact loss stays put
     facts = change(explorer, "samples", 10_000)
     assert facts["batches"] == 157 and facts["last_batch"] == 16
     facts = change(explorer, "tracker", "incident-fixed")
     assert facts["error_pct"] != 0 and abs(facts["error_pct"]) < 0.1  # a mean of batch means
     facts = change(explorer, "tracker", "exact")
-    assert facts["error_pct"] == pytest.approx(0, abs=1e-12)
+    assert facts["error_pct"] == pytest.approx(0, abs=1e-5)
 
 
 @pytest.mark.slow
@@ -95,7 +97,8 @@ def test_accumulation_view_of_wide_sums():
     fixed, exact = (accumulation_view(tracker=t, **settings).facts for t in ("incident-fixed", "exact"))
     assert fixed["exact"] == exact["exact"] and fixed["read_back"] != exact["read_back"]
     assert fixed["error_pct"] != 0 and abs(fixed["error_pct"]) < 0.1  # a mean of batch means
-    assert exact["read_back"] == pytest.approx(exact["exact"], rel=1e-12) and exact["overflow_batch"] is None
+    # float64 sums of float32 batch means (as loss.item() gives them): the exact per-sample mean to float32 rounding
+    assert exact["read_back"] == pytest.approx(exact["exact"], rel=1e-7) and exact["overflow_batch"] is None
 
 
 @pytest.mark.parametrize("key", [m.key for m in MECHANISMS])
@@ -107,7 +110,7 @@ def test_mechanism_view_for_every_case(key):
 @pytest.mark.parametrize("kwargs, message", [
     ({"tracker": "nope"}, "tracker='nope': unknown; allowed: incident-broken, incident-fixed, exact"),
     ({"accumulator": "auto"}, "accumulator='auto': unknown; allowed: python, float64"),
-    ({"batch_size": 0}, "batch_size=0: must be between 1 and samples"),
+    ({"batch_size": 0}, "batch_size=0: must be a whole number from 1 to samples=1000"),
     ({"serialiser": "yaml"}, "serialiser='yaml': unknown"),
 ])
 def test_accumulation_view_rejects_bad_values(kwargs, message):

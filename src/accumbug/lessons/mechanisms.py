@@ -57,8 +57,8 @@ from ..specimens.incident_trackers import IncidentBrokenTracker, IncidentFixedTr
 from ..specimens.serialisers import write
 from ..trackers import ExactTracker
 from .incident import INCIDENT_AFTER_VALUES, INCIDENT_CONSOLE, INCIDENT_SAVED_LINE
-from .streams import batch_sizes, scored_batches, simulated_losses, trajectory_note
-from .tables import format_rows
+from .streams import LossStream, batch_means, batch_sizes, scored_batches, trajectory_note
+from .tables import format_rows, format_wrapped
 from .weights import bitwise_equal, toy_sgd, trained_weights
 
 __all__ = [
@@ -68,6 +68,8 @@ __all__ = [
     "EVIDENCE_BASIS",
     "EVIDENCE_STATUS",
     "FIXED_SPECIMENS",
+    "GALLERY_SCENARIO",
+    "INCIDENT_STREAM",
     "MECHANISMS",
     "OBSERVED",
     "OBSERVED_EVIDENCE",
@@ -86,6 +88,8 @@ __all__ = [
     "format_diagnosis",
     "format_evidence_comparison",
     "format_gallery",
+    "format_needs",
+    "format_streams",
     "format_values",
     "gallery",
     "incident_scenario",
@@ -94,11 +98,14 @@ __all__ = [
     "mechanism_evidence_record",
     "observed_evidence",
     "scenario_losses",
+    "scenario_stream",
+    "stream_rows",
     "with_the_fix",
     "write_mechanism_evidence",
 ]
 
-SPREAD = 0.2  # each epoch's batch losses fall from (console loss + SPREAD) to (console loss - SPREAD)
+SPREAD = 0.2  # each epoch's losses fall from (console loss + SPREAD) to (console loss - SPREAD)
+SAMPLE_NOISE = 0.2  # each sample's loss is the trend plus a uniform draw from [-0.2, 0.2]
 REAL_WITHIN = 0.02  # a console value is "real" when finite and within 2 % of the exact loss
 WEIGHTS_CONFIG = TrainConfig(preset="tiny", epochs=1, samples=264, classes=16)  # 17 batches, the last of 8
 NONFINITE_AT = (1, 100)  # (epoch index, batch index) of the non-finite batch
@@ -106,38 +113,76 @@ BATCH_SIZE = 16  # per rank, in the DistributedSampler case
 RANKS = 5  # DistributedSampler ranks: 1,032 samples pad to 1,035, three duplicates per epoch
 MICRO_BATCHES = 4  # gradient accumulation steps per optimizer step
 CONTEXT = 0.3  # extra per-token loss per e-fold shorter sequence, for the accumulation case
+INCIDENT_STREAM = "the incident stream"
+GALLERY_SCENARIO = "the gallery scenario"
+STREAMS = {INCIDENT_STREAM: "full", GALLERY_SCENARIO: "small"}  # each named stream and the preset it has the size of
 
 
-def scenario_losses(batches: int, epoch: int, noise: float = 0.05) -> torch.Tensor:
-    """Batch losses of epoch ``epoch`` (0-based): falling linearly around the write-up's console loss."""
+@cache
+def scenario_stream(samples: int, epoch: int, noise: float = SAMPLE_NOISE) -> LossStream:
+    """Epoch ``epoch`` (0-based) of the scenario over ``samples`` samples: per-sample losses around its console loss.
+
+    The losses fall linearly through the epoch around the write-up's printed loss for that
+    epoch, seeded by the epoch. At the full preset's size it is ``INCIDENT_STREAM``, at the
+    small preset's ``GALLERY_SCENARIO``; any other size is a stream of its own.
+    """
     printed = INCIDENT_CONSOLE[epoch]["loss"]
-    return simulated_losses(batches, printed + SPREAD, printed - SPREAD, noise, seed=epoch)
+    named = [name for name, size in STREAMS.items() if preset(size).samples == samples and noise == SAMPLE_NOISE]
+    name = named[0] if named else f"the scenario at {samples:,} samples"
+    return LossStream(f"{name}, epoch {epoch + 1}", samples, printed + SPREAD, printed - SPREAD, noise, seed=epoch)
+
+
+def scenario_losses(sizes: list[int], epoch: int, noise: float = SAMPLE_NOISE) -> torch.Tensor:
+    """Batch losses of epoch ``epoch``: ``scenario_stream(sum(sizes), epoch)``'s samples, grouped by ``sizes``."""
+    return batch_means(scenario_stream(sum(sizes), epoch, noise).losses, sizes)
 
 
 def epoch_stream(spec=None) -> tuple[torch.Tensor, list[int]]:
-    """Epoch 1 of the scenario at the size of ``spec`` (default the full preset): batch losses and sizes.
+    """Epoch 1 of the scenario at the size of ``spec`` (default the full preset: ``INCIDENT_STREAM``).
 
-    The one replayed stream: the audit, the exercises, the explorer and notebook 01 all sum
-    it, so a figure such as "float16 overflows at batch 428" means the same everywhere. It is
-    replayed, not trained: a trained run's early losses are higher, so its sums overflow
-    earlier (notebook 02 shows both).
+    Batch losses and sizes at ``spec``'s batch size. The audit, the exercises, the explorer
+    and notebook 01 all sum the incident stream, so a figure such as "float16 overflows at
+    batch 428" means the same everywhere. It is replayed, not trained: a trained run's early
+    losses are higher, so its sums cross the limits at other batches (notebook 02 shows both).
     """
-    sizes = batch_sizes(preset("full") if spec is None else spec)
-    return scenario_losses(len(sizes), 0), sizes
+    spec = preset("full") if spec is None else spec
+    return scenario_stream(spec.samples, 0).batches(spec.batch_size)
 
 
-def incident_scenario(sizes: list[int] | None = None, noise: float = 0.05,
+def stream_rows() -> list[dict]:
+    """Each named stream (``STREAMS``): its samples, its batches at the preset's batch size, its exact loss per
+    epoch (the same at any batch size)."""
+    rows = []
+    for name, size in STREAMS.items():
+        spec = preset(size)
+        sizes = batch_sizes(spec)
+        rows.append({"stream": name, "samples": spec.samples, "batches": len(sizes), "batch_size": spec.batch_size,
+                     "last_batch": sizes[-1],
+                     "exact": [scenario_stream(spec.samples, e).exact for e in range(len(INCIDENT_CONSOLE))]})
+    return rows
+
+
+def format_streams() -> str:
+    """``stream_rows`` as a plain-text table: the one place the named streams' exact losses are printed."""
+    shown = [{"stream": row["stream"], "samples": f"{row['samples']:,}",
+              "batches": f"{row['batches']:,} of {row['batch_size']} (the last of {row['last_batch']})",
+              "exact": format_values(row["exact"])} for row in stream_rows()]
+    return format_rows(shown, {"stream": "stream", "samples": "samples", "batches": "batches",
+                               "exact": "exact loss per epoch (epochs 1-4)"})
+
+
+def incident_scenario(sizes: list[int] | None = None, noise: float = SAMPLE_NOISE,
                       extra: torch.Tensor | None = None) -> list[list[tuple]]:
     """Four epochs of ``(loss, outputs, labels)`` batches shaped like the write-up's console.
 
     Epoch ``e``'s batch losses are ``scenario_losses`` (plus ``extra``, one value per batch),
     and its hit rates are its console top-1 and top-5. ``sizes`` defaults to the small
-    preset's 852 batches.
+    preset's 852 batches (``GALLERY_SCENARIO``).
     """
     sizes = batch_sizes(preset("small")) if sizes is None else sizes
     epochs = []
     for index, printed in enumerate(INCIDENT_CONSOLE):
-        losses = scenario_losses(len(sizes), index, noise)
+        losses = scenario_losses(sizes, index, noise)
         losses = losses if extra is None else losses + extra
         epochs.append(scored_batches(losses, sizes, printed["top1"] / 100, printed["top5"] / 100, seed=index))
     return epochs
@@ -371,6 +416,9 @@ class Mechanism:
     """One way a history goes wrong: a key, a title, a one-line cause and fix, and its runnable case.
 
     ``case()`` runs it; ``case(fix=True)`` runs it with the write-up's fix applied (``with_the_fix``).
+    ``needs`` is the code the case needs beyond what the write-up shows: its loop calls
+    ``metrics.update(loss.item(), ...)``, so its ``loss_sum`` is a Python float, and it saves
+    with ``json.dump``. ``role`` is the tracker role its arithmetic is (``style.ROLE_COLOURS``).
     """
 
     key: str
@@ -378,54 +426,84 @@ class Mechanism:
     cause: str
     fix: str
     case: Callable[..., Outcome]
+    needs: str
+    role: str = "incident-broken"
 
 
 MECHANISMS = (
     Mechanism("float16-overflow", "float16 accumulator overflows",
-              "The incident's broken tracker sums loss * 16 in float16; the sum passes 65,504 and becomes inf.",
-              "Sum in float64 (or Python floats) whatever the model's dtype.", _float16_overflow),
+              ("The incident's broken tracker sums loss * 16 in float16; each addition rounds to the nearest "
+               "float16, and one that would pass 65,504, float16's largest value, gives inf."),
+              "Sum in float64 (or Python floats) whatever the model's dtype.", _float16_overflow,
+              needs="A float16 tensor loss_sum, not the Python float that loss.item() gives."),
     Mechanism("float16-stall", 'float16 "fixed" tracker stalls',
-              "Summing ~9 per batch in float16, the sum grows until float16's spacing there exceeds twice the "
-              "addend; from then on each addend rounds away.",
-              "Sum in float64; a smaller addend only moves the stall, it does not remove it.", _float16_stall),
+              ("Summing ~9 per batch in float16, each addition rounds to the nearest float16, up or down: "
+               "below 16,384 (spacing 8) +9 rounds down to +8, so the sum falls behind the exact one; from "
+               "16,384 (spacing 16) it rounds up to +16, so the sum runs ahead; from 32,768 (spacing 32) the "
+               "addend is below half the spacing, rounds away, and the sum stalls."),
+              "Sum in float64; a smaller addend only moves the stall, it does not remove it.", _float16_stall,
+              needs="The \"fixed\" tracker's loss_sum as a float16 tensor, not a Python float.",
+              role="incident-fixed"),
     Mechanism("bfloat16-stall", "bfloat16 accumulator stalls",
-              "bfloat16 keeps 8 significant bits, so the sum stops growing early and the loss reads far too low.",
+              ("bfloat16 keeps 8 significant bits; each addition of ~146 (loss * 16) rounds to the nearest "
+               "bfloat16, up or down: from 16,384 (spacing 128) to +128, so the sum falls behind; from 32,768 "
+               "(spacing 256) to +256, so it runs ahead; from 65,536 (spacing 512) it is below half the spacing, "
+               "rounds away, and the sum stalls. bfloat16 overflows only past 3.4e38: here it stalls, and the "
+               "loss reads far too low."),
               "Sum in float64; never in the outputs' dtype (under bfloat16 autocast the loss is float32, "
-              "but zeros_like(outputs[0, 0]) is bfloat16).", _bfloat16_stall),
+              "but zeros_like(outputs[0, 0]) is bfloat16).", _bfloat16_stall,
+              needs="A bfloat16 tensor loss_sum (zeros_like(outputs[0, 0]) under bfloat16 autocast), not a Python "
+              "float."),
     Mechanism("nonfinite-batch", "one non-finite batch poisons the epoch",
               "One batch's loss is NaN (a corrupt sample; the GradScaler skips its step) and the sum stays NaN.",
               "Count non-finite batches and report them (ExactTracker.nonfinite_batches); never drop them silently.",
-              _nonfinite_batch),
+              _nonfinite_batch,
+              needs="A batch whose loss is NaN; the code is the write-up's."),
     Mechanism("lossy-zero", "serialiser writes non-finite as 0.0",
               "The write-up's sanitiser (x if finite else 0.0) turns the float16 tracker's inf into 0.0.",
-              "Write strict, lossless files: null plus the original value (history.save_history).", _lossy_zero),
+              "Write strict, lossless files: null plus the original value (history.save_history).", _lossy_zero,
+              needs="A float16 tensor loss_sum, and a sanitiser at save (a plain json.dump writes Infinity, "
+              "not 0.0)."),
     Mechanism("nan-to-num", "numpy.nan_to_num on save",
               "nan_to_num maps NaN to 0.0 but +inf to 1.8e308, so the float16 tracker's inf is saved as 1.8e308.",
-              "Write strict, lossless files; do not coerce non-finite values.", _nan_to_num),
+              "Write strict, lossless files; do not coerce non-finite values.", _nan_to_num,
+              needs="A float16 tensor loss_sum, and numpy.nan_to_num at save."),
     Mechanism("broad-sanitiser", "sanitiser zeroes what is not a float",
               "The loss is a 0-dim tensor, and a sanitiser meant for NaN/Inf writes 0.0 for any non-float value.",
               "Convert with float() before saving, and fail on unknown types instead of writing 0.0.",
-              _broad_sanitiser),
+              _broad_sanitiser,
+              needs="update(loss) with the tensor, not loss.item(), so loss_sum is a tensor; and a sanitiser that "
+              "writes 0.0 for any non-float (a plain json.dump of a tensor raises TypeError)."),
     Mechanism("aliased-reset", "history aliases a tensor reset in place",
               "get_metrics returns the tracker's mean buffer; the history holds that tensor; reset() zeroes it.",
-              "Append float(value) (or .item()) to the history, never the tracker's tensor.", _aliased),
+              "Append float(value) (or .item()) to the history, never the tracker's tensor.", _aliased,
+              needs="get_metrics returning the tracker's own tensor buffer, not Python floats; and a writer that "
+              "converts tensors at save time (a plain json.dump of a tensor raises TypeError)."),
     Mechanism("read-after-reset", "history read after reset()",
               "The loop calls reset() before reading the epoch's metrics, and a zero-division guard returns 0.0.",
               "Read and save the epoch's metrics before reset(); let an empty tracker return NaN, not 0.0.",
-              _read_after_reset),
+              _read_after_reset,
+              needs="reset() before the history reads the metrics, and a guard returning 0.0 for an empty tracker."),
     Mechanism("partial-last-batch", "mean of batch means",
               'The incident\'s "fixed" tracker counts batches, so the last batch of 8 weighs as much as one of 16.',
               "Weight by batch size: loss_sum += loss * n; total += n (the incident's \"broken\" code).",
-              _partial_last_batch),
+              _partial_last_batch,
+              needs="Nothing: it is the write-up's own \"fixed\" code.", role="incident-fixed"),
     Mechanism("ddp-padding", "DistributedSampler padding and per-rank means",
               ("Rank 0 prints its own shard's mean; the file keeps the average of rank means, "
                "padding duplicates included."),
-              "all_reduce the sums and counts (not the means), and count each sample once.", _ddp_padding),
+              ("all_reduce the sums and counts (not the means), and count each sample once. That fixes the "
+               "log only: the padded duplicates also enter the gradient (weights changed), which this fix does "
+               "not touch; give them weight 0 in the loss."), _ddp_padding,
+              needs="Several ranks under DistributedSampler, rank 0 printing, and all_reduce of the ranks' means; "
+              "the write-up shows one process."),
     Mechanism("grad-accumulation", "mean of micro-batch means under gradient accumulation",
               ("Micro-batches hold different token counts, yet each micro-batch mean weighs the same, "
                "in the loss and its gradient."),
               "Divide the summed token losses by the step's total token count (the 2024 transformers fix).",
-              _grad_accumulation),
+              _grad_accumulation,
+              needs="Gradient accumulation over micro-batches of different token counts; the write-up shows none.",
+              role="incident-fixed"),
 )
 
 _BY_KEY = {m.key: m for m in MECHANISMS}
@@ -532,7 +610,8 @@ def format_evidence_comparison(rows: list[dict]) -> str:
         change = f"Without the assumed evidence ({assumed}), {_names(gained)} {verb} as well."
     else:
         change = f"The assumed evidence ({assumed}) rules out no mechanism that the observed evidence leaves."
-    return "\n".join([*table, "", f"fit all the evidence:        {_names(compared['all'])}",
+    return "\n".join([*table, "", f"of the gallery's {len(rows)} cases,",
+                      f"fit all the evidence:        {_names(compared['all'])}",
                       f"fit the observed evidence:   {_names(compared['observed'])}", change])
 
 
@@ -541,18 +620,36 @@ def format_values(values: list[float]) -> str:
     return "[" + ", ".join(f"{v:.4f}" if math.isfinite(v) and abs(v) < 1e6 else f"{v:.4g}" for v in values) + "]"
 
 
+def _exact_words(exact: list[float]) -> str:
+    """A case's exact losses: the name of the named stream they are (``format_streams`` prints its values once),
+    or the values where the case has a stream of its own."""
+    shown = format_values(exact)
+    named = [row["stream"] for row in stream_rows() if format_values(row["exact"]) == shown]
+    return f"{named[0]}'s (in the table of streams)" if named else shown
+
+
 def format_gallery(outcomes: dict[str, Outcome]) -> str:
-    """Each case as text: title, cause, fix, and its epochs as console, file and exact losses."""
+    """Each case as text: title, cause, fix, what it needs, and its epochs as console, file and exact losses."""
     blocks = []
     for key, outcome in outcomes.items():
         chosen, note = mechanism(key), trajectory_note(outcome.trajectory)
         blocks.append("\n".join([
             f"{key} -- {chosen.title} ({outcome.batches:,} batches per epoch)",
-            f"  cause:   {chosen.cause}", f"  fix:     {chosen.fix}",
+            f"  cause:   {chosen.cause}", f"  fix:     {chosen.fix}", f"  needs:   {chosen.needs}",
             f"  console  {format_values(outcome.console)}", f"  file     {format_values(outcome.file)}",
-            f"  exact    {format_values(outcome.exact)}", f"  weights  {'fine' if outcome.weights_fine else 'changed'}",
+            f"  exact    {_exact_words(outcome.exact)}", f"  weights  {'fine' if outcome.weights_fine else 'changed'}",
             *([f"  epoch 1  loss_sum {note}"] if note else [])]))
     return "\n\n".join(blocks)
+
+
+def format_needs(rows: list[dict]) -> str:
+    """``diagnosis`` rows beside what each case needs beyond the write-up's code (``Mechanism.needs``), wrapped."""
+    shown = [{"mechanism": row["mechanism"], "fits": "yes" if row["fits"] else "no",
+              "fits_observed": "yes" if row["fits_observed"] else "no", "needs": mechanism(row["mechanism"]).needs}
+             for row in rows]
+    return format_wrapped(shown, {"mechanism": ("mechanism", 18), "fits": ("fits all", 8),
+                                  "fits_observed": ("fits observed", 13),
+                                  "needs": ("code it needs beyond what the write-up shows", 64)})
 
 
 def format_diagnosis(rows: list[dict], mark_assumed: bool = False) -> str:
@@ -600,13 +697,13 @@ def after_the_fix(before: dict[str, Outcome], after: dict[str, Outcome]) -> list
 
 def after_the_fix_conclusion(rows: list[dict]) -> str:
     """``after_the_fix`` rows in one or two sentences: which mechanisms, if any, explain both the before and the
-    write-up's after-line, and so whether that line can have been observed."""
+    write-up's after-line. It speaks of the gallery's cases only: other code could behave otherwise."""
     quoted = "[" + ", ".join(f"{v:.4f}" for v in INCIDENT_AFTER_VALUES) + ", ...]"
     same = "its console before the fix, digit for digit" if after_line_repeats_console() else "not its console"
     both = [row["mechanism"] for row in rows if row["explains_both"]]
     if both:
-        return (f"{_names(both)} explain{'s' if len(both) == 1 else ''} both the before and the after-line {quoted} "
-                f"({same}): the after-line can have been observed only if the bug was {' or '.join(both)}.")
+        return (f"Of the gallery's {len(rows)} cases, {_names(both)} explain{'s' if len(both) == 1 else ''} both the "
+                f"before and the after-line {quoted} ({same}).")
     before = [row for row in rows if row["before_console_real"] and row["before_zeros"]]
     after = [row["mechanism"] for row in rows if row["after_equals_console"]]
     if before:
@@ -619,8 +716,8 @@ def after_the_fix_conclusion(rows: list[dict]) -> str:
     parts.append(f"those whose file after the fix repeats the console from before it ({_names(after)}) had no "
                  "real console and file of 0.0 before it" if after
                  else "no mechanism's file repeats the console after the fix")
-    return (f"No mechanism explains both: {'; '.join(parts)}. The write-up's after-line {quoted} ({same}) "
-            f"must have been predicted, not observed.")
+    return (f"Of the gallery's {len(rows)} cases, none explains both: {'; '.join(parts)}. No case of the gallery "
+            f"explains the write-up's after-line {quoted} ({same}).")
 
 
 def format_after_the_fix(rows: list[dict]) -> str:

@@ -4,10 +4,11 @@
 printed it (the value in memory), as the incident's lossy serialiser would have saved it, and
 the exact loss; below, the relative error of the first two against the exact loss on a
 symmetric log scale, so an error of 1e-6, one of 100 % and an infinite one are all readable.
-``plot_trajectory`` draws ``loss_sum`` after every batch of one epoch on a log scale (an epoch
-of more than 600 batches beside its first 600), with float16's largest value (65,504) and
-each stall or overflow marked and named in the legend: where a half-precision accumulator
-stops counting. A non-finite value cannot sit on an axis, so it is drawn as a triangle at the
+``plot_trajectory`` draws ``loss_sum`` after every batch of one epoch on a log scale (a long
+epoch whose sums fail early beside its first 600 batches), the range above float16's largest
+value (65,504) shaded and each stall or overflow marked and named in the legend: where a
+half-precision accumulator stops counting. ``plot_symptom`` draws the incident's symptom from
+a trained run (``01``, ``02``). A non-finite value cannot sit on an axis, so it is drawn as a triangle at the
 top edge, labelled with its value. ``plot_outcome`` and ``plot_gallery`` draw the mechanism
 gallery's cases the same way: per epoch, the console's loss, the file's loss and the exact
 one; a case whose console and file stay within 5 % of the exact loss is drawn as their
@@ -16,8 +17,10 @@ pointed out (``03_what_really_breaks.ipynb``, ``04_explorer.ipynb``). ``plot_dia
 ``mechanisms.diagnosis`` as a yes/no matrix of mechanism by evidence. ``plot_rank_errors``
 draws how far each naive cross-rank tracker's loss is from the exact one
 (``05_distributed.ipynb``). Accumulators are named in plain words in one place,
-``ACCUMULATOR_NAMES``. Colours are the Okabe-Ito palette (colour-blind safe); PNGs carry no
-timestamp or version, so the same run gives the same bytes.
+``ACCUMULATOR_NAMES``. Every figure speaks the visual language of ``style.py``: a colour per
+tracker role, a marker and line per kind of value (console, saved file, exact), legends in
+plain words, and a printed value drawn at the value it rounds (``style.drawn_value``). PNGs
+carry no timestamp or version, so the same run gives the same bytes.
 """
 
 from __future__ import annotations
@@ -29,46 +32,38 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter
 
 from ..history import atomic_write_bytes
 from .mechanisms import EVIDENCE, mechanism
 from .streams import first_nonfinite, stall_start
+from .style import ACCUMULATOR_STYLES, OKABE_ITO, ROLE_WORDS, VALUE_STYLES, VALUE_WORDS, drawn_value, role_colour
 
 __all__ = ["ACCUMULATOR_NAMES", "FLOAT16_MAX", "OKABE_ITO", "accumulator_name", "figure_png", "plot_case",
            "plot_diagnosis", "plot_divergence", "plot_gallery", "plot_outcome", "plot_rank_errors", "plot_symptom",
            "plot_trajectory", "relative_error", "save_figure", "tracker_label"]
 
-OKABE_ITO = {
-    "black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
-    "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7",
-}
-TRACKER_COLOURS = {"incident-broken": OKABE_ITO["vermillion"], "incident-fixed": OKABE_ITO["blue"],
-                   "exact": OKABE_ITO["black"], "naive-rank0": OKABE_ITO["orange"], "naive-rank-mean": OKABE_ITO["sky"],
-                   "naive-padded": OKABE_ITO["purple"]}
-MARKER_SIZES = {"incident-broken": 9, "incident-fixed": 5}  # broken drawn larger, so equal values stay visible
-ACCUMULATOR_STYLES = {"python": "-", "float64": "-", "float32": "-.", "bfloat16": ":", "float16": "--", "auto": "-."}
 # every accumulator key as a figure names it: the one place to change these words
 ACCUMULATOR_NAMES = {"python": "Python float (float64)", "float64": "float64 tensor", "float32": "float32 tensor",
                      "float16": "float16 tensor", "bfloat16": "bfloat16 tensor", "auto": "outputs' dtype"}
+HALF_PRECISION = ("float16", "bfloat16")  # sums drawn on top of the wide ones, so a dashed line is never hidden
 FLOAT16_MAX = 65504.0
 EXACT = "exact"
-EXACT_STYLE = {"color": OKABE_ITO["black"], "linewidth": 3, "alpha": 0.35}
-# the divergence figure's two series per tracker: row key, legend words, marker, line style
-DIVERGENCE_SERIES = (("memory", "console", "o", "-"), ("incident_json", "saved (incident's JSON)", "x", "--"))
+# the divergence figure's two series per tracker: row key, kind of value (style.VALUE_STYLES), legend words
+DIVERGENCE_SERIES = (("memory", "console", "console (value in memory)"),
+                     ("incident_json", "file", "saved file (the incident's JSON)"))
 ERROR_OFF_SCALE = 1e3  # a relative error above this (100,000 %) sits as a labelled triangle on the top edge
 ERROR_FLOOR = 1e-9  # the error axis is linear below this (where 0 sits), logarithmic above
 ZOOM_BATCHES = 600  # the trajectory's zoomed panel: float16 overflows and bfloat16 stalls happen this early
+ZOOM_FROM = 4 * ZOOM_BATCHES  # an epoch this long gets the zoomed panel; a shorter one shows it all already
 SMALL_DIFFERENCE = 0.05  # a gallery case within 5 % of exact is drawn as its difference from exact, in percent
-GALLERY_STYLES = {
-    "exact": {"color": OKABE_ITO["black"], "linewidth": 3, "alpha": 0.3},
-    "console": {"color": OKABE_ITO["orange"], "marker": "o", "markersize": 9},
-    "file": {"color": OKABE_ITO["blue"], "marker": "x", "markersize": 7, "linestyle": "--"},
-}
+CONSOLE_DECIMALS = 4  # the console prints losses to 4 decimals (``loss=9.1621``)
+MARKER_SCALE = {"incident-broken": 1.4}  # where trackers share a panel, broken drawn larger: equal values stay visible
+ZERO_ROOM = 0.06  # an axis of losses starts this fraction of its top below 0, so a saved 0.0 is not on the edge
 ARTEFACT_NOTE = "stalled sum:\nthe fall is an artefact"
-# the diagnosis matrix: Okabe-Ito bluish green and vermillion, lightened so black text reads on them
-DIAGNOSIS_COLOURS = {True: "#8CD3BF", False: "#F0B288", None: "#DDDDDD"}
+# the diagnosis matrix in greys: the palette's colours name tracker roles (style.py), not yes and no
+DIAGNOSIS_COLOURS = {True: "#BDBDBD", False: "#F2F2F2", None: "#FFFFFF"}
 DIAGNOSIS_WORDS = {True: "yes", False: "no", None: "-"}
 CONCLUSIONS = {"fits": "fits all", "fits_observed": "fits all observed"}  # diagnosis columns drawn after the evidence
 
@@ -150,9 +145,23 @@ def _trackers(rows: list[dict], accumulator: str) -> list[str]:
     return list(dict.fromkeys(r["tracker"] for r in rows if r["accumulator"] == accumulator and r["tracker"] != EXACT))
 
 
-def _tracker_style(tracker: str) -> tuple[str, dict]:
-    kind = tracker.partition(":")[0]
-    return kind, {"color": TRACKER_COLOURS.get(kind, OKABE_ITO["green"]), "markersize": MARKER_SIZES.get(kind, 6)}
+def _value_style(name: str, value: str, **changes) -> dict:
+    """``style.VALUE_STYLES[value]`` in the colour of tracker or role ``name`` (its marker edge too)."""
+    colour = role_colour(name)
+    style = {**VALUE_STYLES[value], "color": colour, **changes}
+    if "marker" in style:
+        style["markeredgecolor"] = colour
+    return style
+
+
+def _shared_panel_style(tracker: str, value: str) -> dict:
+    """``_value_style`` with the marker scaled by ``MARKER_SCALE``, for trackers drawn in one panel."""
+    style = _value_style(tracker, value)
+    return {**style, "markersize": style["markersize"] * MARKER_SCALE.get(tracker.partition(":")[0], 1.0)}
+
+
+def _exact_style(**changes) -> dict:
+    return {**VALUE_STYLES["exact"], **changes}
 
 
 def plot_divergence(rows: list[dict], title: str = "Console vs saved history") -> Figure:
@@ -172,7 +181,7 @@ def plot_divergence(rows: list[dict], title: str = "Console vs saved history") -
     top = max(finite) * 1.12 if finite else 1.0
     for axis, accumulator in zip(axes[0], accumulators):
         _loss_panel(axis, rows, accumulator, top)
-        axis.set_ylim(min(0.0, *finite) if finite else 0.0, top)
+        axis.set_ylim(min(-ZERO_ROOM * top, *finite), top)  # a saved 0.0 above the bottom edge
     if errors:
         scale = _error_scale(rows)
         for axis, accumulator in zip(axes[1], accumulators):
@@ -186,13 +195,13 @@ def _loss_panel(axis, rows: list[dict], accumulator: str, top: float) -> None:
     """One accumulator's epoch losses: the exact one, and each tracker's console and saved loss."""
     exact = [r for r in rows if r["tracker"] == EXACT]
     if exact:
-        axis.plot([r["epoch"] for r in exact], [r["memory"] for r in exact], label=EXACT, **EXACT_STYLE)
+        axis.plot([r["epoch"] for r in exact], [r["memory"] for r in exact], label=ROLE_WORDS[EXACT], **_exact_style())
     for tracker in _trackers(rows, accumulator):
         mine = [r for r in rows if r["tracker"] == tracker]
-        kind, style = _tracker_style(tracker)
-        for key, words, marker, linestyle in DIVERGENCE_SERIES:
+        kind = tracker.partition(":")[0]
+        for key, value, words in DIVERGENCE_SERIES:
             _plot_series(axis, [r["epoch"] for r in mine], [r[key] for r in mine], top, f"{kind}: {words}",
-                         marker=marker, linestyle=linestyle, **style)
+                         **_shared_panel_style(tracker, value))
     axis.set_title(f"accumulator: {accumulator_name(accumulator)}")
     _epoch_axis(axis, "epoch loss")
 
@@ -219,13 +228,12 @@ def _error_panel(axis, rows: list[dict], accumulator: str, scale: tuple[float, f
     """One accumulator's relative errors against the exact loss; the exact loss itself is the line at 0."""
     linthresh, top = scale
     epochs = sorted({r["epoch"] for r in rows if r["accumulator"] == accumulator and r["exact"] is not None})
-    axis.plot(epochs, [0.0] * len(epochs), **EXACT_STYLE)
+    axis.plot(epochs, [0.0] * len(epochs), **_exact_style())
     for tracker in _trackers(rows, accumulator):
         mine = [r for r in rows if r["tracker"] == tracker and r["exact"] is not None]
-        _, style = _tracker_style(tracker)
-        for key, _, marker, linestyle in DIVERGENCE_SERIES:
+        for key, value, _ in DIVERGENCE_SERIES:
             _plot_series(axis, [r["epoch"] for r in mine], [relative_error(r[key], r["exact"]) for r in mine], top,
-                         None, marker=marker, linestyle=linestyle, gid=f"{tracker} {key} error", **style)
+                         None, gid=f"{tracker} {key} error", **_shared_panel_style(tracker, value))
     axis.set_yscale("symlog", linthresh=linthresh)
     axis.set_ylim(-0.3 * linthresh, top)  # 0 just above the bottom edge, not hidden by it
     _epoch_axis(axis, "relative error vs exact")
@@ -245,21 +253,27 @@ def _shared_legend(figure: Figure, axes) -> None:
 def plot_trajectory(trajectories: dict[str, list[float]], title: str = "loss_sum within one epoch") -> Figure:
     """``loss_sum`` against batch index for each tracker name (``kind:accumulator``), log scale.
 
-    An epoch of more than ``ZOOM_BATCHES`` batches is drawn whole on the left and its first
-    ``ZOOM_BATCHES`` batches on the right. A stall is marked with a dot where it starts, an
-    overflow with a cross where the sum was last finite; the legend names each tracker in
-    plain words with its stall or overflow (value and batch), so no label sits on a curve.
+    An epoch of ``ZOOM_FROM`` batches or more whose sums overflow or stall within the first
+    ``ZOOM_BATCHES`` batches is drawn whole on the left and those batches on the right (a
+    shorter epoch already shows them, and a later event needs no zoom). A stall is
+    marked with a dot where it starts, an overflow with a cross where the sum was last
+    finite; the legend names each tracker in plain words with its stall or overflow (value
+    and batch), so no label sits on a curve. The region above float16's largest value
+    (65,504) is shaded, not drawn as a line, so a sum that stalls at 65,536 stays a line of
+    its own. Half-precision sums are thin and on top; wide ones thick and pale beneath.
     """
     batches = max((len(t) for t in trajectories.values()), default=0)
-    zoomed = batches > ZOOM_BATCHES
+    zoomed = batches >= ZOOM_FROM and any(_early_event(t) for t in trajectories.values())
     figure = Figure(figsize=(11.0 if zoomed else 8.5, 5.0))
     axes = figure.subplots(1, 2 if zoomed else 1, squeeze=False)[0]
     handles = [_trajectory_lines(axes, name, trajectory) for name, trajectory in trajectories.items()]
-    limits = [axis.axhline(FLOAT16_MAX, color=OKABE_ITO["black"], linewidth=0.8, linestyle=(0, (1, 3)),
-                           label="float16's largest value, 65,504") for axis in axes]
-    handles.append(limits[0])  # one legend entry for the line drawn on every axis
-    for axis in axes:
+    band = {"color": OKABE_ITO["black"], "alpha": 0.08, "linewidth": 0}
+    handles.append(Patch(label="above float16's largest value, 65,504: a float16 sum there is inf", **band))
+    for axis, shown in zip(axes, (trajectories.values(), [t[:ZOOM_BATCHES] for t in trajectories.values()])):
+        low, high = _log_limits(shown)
+        axis.axhspan(FLOAT16_MAX, high, zorder=0, **band)
         axis.set_yscale("log")
+        axis.set_ylim(low, high)
         axis.set_xlabel("batch within the epoch")
         axis.set_ylabel("loss_sum (log scale)")
         axis.grid(alpha=0.3, which="both")
@@ -267,7 +281,6 @@ def plot_trajectory(trajectories: dict[str, list[float]], title: str = "loss_sum
         axes[0].set_xlabel(f"batch within the epoch (all {batches:,})")
         axes[1].set_xlabel(f"batch within the epoch (zoomed: the first {ZOOM_BATCHES})")
         axes[1].set_xlim(0, ZOOM_BATCHES)
-        axes[1].set_ylim(*_zoom_limits(trajectories.values()))
     figure.suptitle(title)
     legend_rows = -(-len(handles) // 2)
     figure.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
@@ -276,11 +289,24 @@ def plot_trajectory(trajectories: dict[str, list[float]], title: str = "loss_sum
     return figure
 
 
+def _early_event(trajectory: list[float]) -> bool:
+    """Whether the sum overflows or stalls within the first ``ZOOM_BATCHES`` batches."""
+    return any(event is not None and event < ZOOM_BATCHES
+               for event in (first_nonfinite(trajectory), stall_start(trajectory)))
+
+
+def _trajectory_style(name: str) -> dict:
+    """A sum's line: its tracker's colour, its accumulator's line style; half precision thin on top, wide pale below."""
+    accumulator = name.partition(":")[2]
+    style = {"color": role_colour(name), "linestyle": ACCUMULATOR_STYLES.get(accumulator, "-")}
+    if accumulator in HALF_PRECISION:
+        return {**style, "linewidth": 1.5, "zorder": 3}
+    return {**style, "linewidth": 3.5, "alpha": 0.4, "zorder": 2}
+
+
 def _trajectory_lines(axes, name: str, trajectory: list[float]) -> Line2D:
     """One tracker's ``loss_sum`` on every panel, its overflow or stall marked; its legend handle, the event named."""
-    kind, _, accumulator = name.partition(":")
-    style = {"color": TRACKER_COLOURS.get(kind, OKABE_ITO["green"]),
-             "linestyle": ACCUMULATOR_STYLES.get(accumulator, "-"), "linewidth": 1.6}
+    style = _trajectory_style(name)
     shown = [v if v > 0 and math.isfinite(v) else math.nan for v in trajectory]
     overflow, stall = first_nonfinite(trajectory), stall_start(trajectory)
     events = []
@@ -292,17 +318,23 @@ def _trajectory_lines(axes, name: str, trajectory: list[float]) -> Line2D:
     for axis in axes:
         axis.plot(range(1, len(trajectory) + 1), shown, **style)
         if overflow is not None:
-            axis.plot([max(overflow, 1)], [last], marker="X", markersize=10, color=style["color"], linestyle="none")
+            axis.plot([max(overflow, 1)], [last], marker="X", markersize=10, color=style["color"], linestyle="none",
+                      zorder=4)
         if stall is not None:
             axis.plot([stall + 1], [trajectory[stall]], marker="o", markersize=7, color=style["color"],
-                      linestyle="none")
+                      linestyle="none", zorder=4)
     return Line2D([], [], label=": ".join([tracker_label(name), *events]), **style)
 
 
-def _zoom_limits(trajectories) -> tuple[float, float]:
-    """The log-scale y-limits of the first ``ZOOM_BATCHES`` batches (float16's largest value always inside)."""
-    values = [v for t in trajectories for v in t[:ZOOM_BATCHES] if v > 0 and math.isfinite(v)]
+def _log_limits(trajectories) -> tuple[float, float]:
+    """Log-scale y-limits of the sums' finite positive values, float16's largest value always inside."""
+    values = [v for t in trajectories for v in t if v > 0 and math.isfinite(v)]
     return (min(values, default=1.0) / 1.6, max(values + [FLOAT16_MAX]) * 1.8)
+
+
+def _console_drawn(outcome) -> list[float]:
+    """The console's losses where a figure draws them: at the exact or saved value each printed one rounds."""
+    return [drawn_value(c, CONSOLE_DECIMALS, e, f) for c, e, f in zip(outcome.console, outcome.exact, outcome.file)]
 
 
 def _small_difference(outcome) -> bool:
@@ -311,24 +343,27 @@ def _small_difference(outcome) -> bool:
     return bool(pairs) and all(relative_error(v, e) <= SMALL_DIFFERENCE for v, e in pairs)
 
 
-def plot_outcome(axis, outcome, title: str) -> None:
+def plot_outcome(axis, outcome, title: str, role: str = "gallery-case") -> None:
     """One gallery case on ``axis``: the exact loss, what the console printed and what the file holds, per epoch.
 
-    ``outcome`` is a ``mechanisms.Outcome``. Values above 1.3 times the largest exact loss,
-    or not finite, sit as labelled triangles on the top edge. A case within ``SMALL_DIFFERENCE``
-    of the exact loss is drawn as its difference from it in percent, on its own scale (exact
-    is the line at 0). Where the first epoch's sum stalled and the file's loss then falls far
-    more than the exact loss, the fall is pointed out as an artefact.
+    ``outcome`` is a ``mechanisms.Outcome``; ``role`` the tracker role whose colour it is drawn
+    in (``Mechanism.role``). A printed console value is drawn at the exact or saved value it
+    rounds (``style.drawn_value``), so rounding is not drawn as an error. Values above 1.3
+    times the largest exact loss, or not finite, sit as labelled triangles on the top edge;
+    the axis starts below 0, so a saved 0.0 is not hidden on it. A case within
+    ``SMALL_DIFFERENCE`` of the exact loss is drawn as its difference from it in percent, on
+    its own scale (exact is the line at 0). Where the first epoch's sum stalled and the file's
+    loss then falls far more than the exact loss, the fall is pointed out as an artefact.
     """
     epochs = list(range(1, len(outcome.exact) + 1))
     if _small_difference(outcome):
-        _plot_differences(axis, outcome, epochs)
+        _plot_differences(axis, outcome, epochs, role)
     else:
         top = 1.3 * max((v for v in outcome.exact if math.isfinite(v)), default=1.0)
-        axis.plot(epochs, [v if math.isfinite(v) else float("nan") for v in outcome.exact], **GALLERY_STYLES["exact"])
-        _plot_series(axis, epochs, outcome.console, top, None, note_dy=7, **GALLERY_STYLES["console"])
-        _plot_series(axis, epochs, outcome.file, top, None, note_dy=-8, **GALLERY_STYLES["file"])
-        axis.set_ylim(0.0, top * 1.2)  # room for a note above a triangle at ``top``
+        axis.plot(epochs, [v if math.isfinite(v) else float("nan") for v in outcome.exact], **_exact_style())
+        _plot_series(axis, epochs, _console_drawn(outcome), top, None, note_dy=7, **_value_style(role, "console"))
+        _plot_series(axis, epochs, outcome.file, top, None, note_dy=-8, **_value_style(role, "file"))
+        axis.set_ylim(-ZERO_ROOM * top, top * 1.2)  # room for a note above a triangle at ``top``
         axis.set_ylabel("epoch loss", fontsize=8)
         _mark_artefact(axis, outcome)
     axis.set_xticks(epochs)
@@ -338,15 +373,15 @@ def plot_outcome(axis, outcome, title: str) -> None:
     axis.grid(alpha=0.3)
 
 
-def _plot_differences(axis, outcome, epochs: list[int]) -> None:
+def _plot_differences(axis, outcome, epochs: list[int], role: str) -> None:
     """The console's and the file's loss minus the exact loss, in percent of it; limits fitted to them."""
     def percent(values):
         return [(v - e) / e * 100 for v, e in zip(values, outcome.exact)]
 
-    console, file = percent(outcome.console), percent(outcome.file)
-    axis.plot(epochs, [0.0] * len(epochs), **GALLERY_STYLES["exact"])
-    axis.plot(epochs, console, **GALLERY_STYLES["console"])
-    axis.plot(epochs, file, **GALLERY_STYLES["file"])
+    console, file = percent(_console_drawn(outcome)), percent(outcome.file)
+    axis.plot(epochs, [0.0] * len(epochs), **_exact_style())
+    axis.plot(epochs, console, **_value_style(role, "console"))
+    axis.plot(epochs, file, **_value_style(role, "file"))
     low, high = min(0.0, *console, *file), max(0.0, *console, *file)
     pad = (high - low) * 0.15 or 1e-3
     axis.set_ylim(low - pad, high + pad)
@@ -376,19 +411,36 @@ def _mark_artefact(axis, outcome) -> None:
                       arrowprops={"arrowstyle": "->", "color": OKABE_ITO["black"], "linewidth": 0.8})
 
 
-def _gallery_legend(figure: Figure, columns: int) -> None:
-    handles = [Line2D([], [], **style, label=label) for label, style in
-               (("exact", GALLERY_STYLES["exact"]), ("console", GALLERY_STYLES["console"]),
-                ("file, read back", GALLERY_STYLES["file"]),
-                ("off scale or not finite", {"color": OKABE_ITO["black"], "marker": "^", "linestyle": "none"}))]
+GALLERY_LEGEND = (("exact", VALUE_WORDS["exact"]),
+                  ("console", "console (printed to 4 decimals; drawn at the value it rounds)"),
+                  ("file", VALUE_WORDS["file"]))
+
+
+def _gallery_legend(figure: Figure, columns: int, roles) -> None:
+    """Kinds of value in grey (their marker and line), then one colour patch per tracker role drawn."""
+    grey = "#777777"
+    handles = [Line2D([], [], label=words, **(_exact_style() if value == "exact" else
+                                             {**VALUE_STYLES[value], "color": grey, "markeredgecolor": grey}))
+               for value, words in GALLERY_LEGEND]
+    handles.append(Line2D([], [], color=grey, marker="^", linestyle="none", label="off scale or not finite"))
+    handles += [Patch(color=role_colour(role), label=f"colour: {ROLE_WORDS[role]}'s arithmetic")
+                for role in dict.fromkeys(roles)]
     figure.legend(handles=handles, loc="outside lower center", ncol=columns, frameon=False, fontsize=8)
 
 
-def plot_case(outcome, title: str) -> Figure:
+def _case_role(key: str) -> str:
+    """The tracker role of gallery case ``key`` (``Mechanism.role``); a gallery case's for any other key."""
+    try:
+        return mechanism(key).role
+    except ValueError:
+        return "gallery-case"
+
+
+def plot_case(outcome, title: str, role: str = "gallery-case") -> Figure:
     """One gallery case as a small figure of its own, with its legend (the explorer's mechanism pane)."""
-    figure = Figure(figsize=(4.6, 3.6), layout="constrained")
-    plot_outcome(figure.subplots(), outcome, title)
-    _gallery_legend(figure, columns=2)
+    figure = Figure(figsize=(4.6, 4.4), layout="constrained")
+    plot_outcome(figure.subplots(), outcome, title, role)
+    _gallery_legend(figure, 1, [role])
     return figure
 
 
@@ -397,16 +449,16 @@ def plot_gallery(outcomes: dict, titles: dict[str, str], columns: int = 4,
     """``plot_outcome`` for every case in ``outcomes`` (key -> Outcome), in a grid, one legend below.
 
     Every panel has its own y-scale: a case within ``SMALL_DIFFERENCE`` of the exact loss shows
-    its difference from it in percent.
+    its difference from it in percent. Each case is drawn in its tracker role's colour.
     """
     rows = -(-len(outcomes) // columns)
-    figure = Figure(figsize=(3.1 * columns, 2.8 * rows), layout="constrained")
+    figure = Figure(figsize=(3.1 * columns, 2.8 * rows + 0.6), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for axis, (key, outcome) in zip(axes, outcomes.items()):
-        plot_outcome(axis, outcome, titles[key])
+        plot_outcome(axis, outcome, titles[key], _case_role(key))
     for axis in axes[len(outcomes):]:
         axis.set_visible(False)
-    _gallery_legend(figure, columns=4)
+    _gallery_legend(figure, 3, [_case_role(key) for key in outcomes])
     figure.suptitle(title)
     return figure
 
@@ -415,7 +467,7 @@ def plot_diagnosis(rows: list[dict], assumed: set[str] | None = None,
                    title: str = "Which mechanism fits the write-up's evidence?") -> Figure:
     """``mechanisms.diagnosis`` rows as a matrix: a row per mechanism, a column per piece of evidence, then the fits.
 
-    Each cell says yes (bluish green) or no (vermillion). ``assumed`` holds the column keys
+    Each cell says yes (mid grey) or no (near white). ``assumed`` holds the column keys
     (``"accuracies"``, ``"weights"``, ...) of evidence the write-up assumes rather than
     shows: those cells are hatched and their headers end "(assumed)".
     """
@@ -470,7 +522,8 @@ def _mechanism_label(key: str) -> str:
 def plot_rank_errors(rows: list[dict], title: str = "Naive cross-rank trackers against the exact loss") -> Figure:
     """Grouped bars of ``rank_rows``: per run and epoch, each non-exact tracker's loss error in percent.
 
-    A bar of height 0 is drawn as a thin line on the axis, so "exactly right" stays visible.
+    A bar of height 0 is drawn as a short thick line on the axis, so "exactly right" stays
+    visible; the legend shows each tracker's colour as a full-height patch, whatever its bars.
     """
     groups = list(dict.fromkeys((row["run"], row["epoch"]) for row in rows))
     trackers = list(dict.fromkeys(row["tracker"] for row in rows if row["tracker"] != "exact"))
@@ -481,31 +534,39 @@ def plot_rank_errors(rows: list[dict], title: str = "Naive cross-rank trackers a
     for index, name in enumerate(trackers):
         heights = [errors.get((*group, name)) or 0.0 for group in groups]
         positions = [g + (index - (len(trackers) - 1) / 2) * width for g in range(len(groups))]
-        axis.bar(positions, heights, width, label=name, color=TRACKER_COLOURS.get(name, OKABE_ITO["green"]))
+        colour = role_colour(name)
+        axis.bar(positions, heights, width, color=colour, edgecolor=OKABE_ITO["black"], linewidth=0.4)
+        zeros = [x for x, h in zip(positions, heights) if h == 0]
+        axis.plot(zeros, [0.0] * len(zeros), marker="_", markersize=width * 40, markeredgewidth=3, color=colour,
+                  linestyle="none", zorder=3)
     axis.axhline(0, color=OKABE_ITO["black"], linewidth=0.8)
     several_epochs = len({epoch for _, epoch in groups}) > 1
     axis.set_xticks(range(len(groups)), [f"{run}\nepoch {epoch}" if several_epochs else run for run, epoch in groups])
     axis.set_ylabel("loss error vs exact (%)")
     axis.set_title(title)
-    axis.legend(frameon=False, fontsize="small")
+    axis.legend(handles=[Patch(facecolor=role_colour(name), edgecolor=OKABE_ITO["black"], linewidth=0.4,
+                               label=f"{name}: {ROLE_WORDS.get(name, name)}") for name in trackers],
+                frameon=False, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                ncol=min(len(trackers), 2))  # below the axis: never over a bar
     figure.tight_layout()
     return figure
 
 
-# the symptom figure's series: row key, legend words, style (the gallery's: one style per kind of value)
-SYMPTOM_SERIES = (("exact", "exact loss", GALLERY_STYLES["exact"]),
-                  ("console", "console (printed)", GALLERY_STYLES["console"]),
-                  ("saved", "saved file (history.json)", GALLERY_STYLES["file"]))
+# the symptom figure's series: row key, kind of value (style.VALUE_STYLES), legend words
+SYMPTOM_SERIES = (("exact", "exact", VALUE_WORDS["exact"]), ("console", "console", VALUE_WORDS["console"]),
+                  ("saved", "file", VALUE_WORDS["file"]))
 
 
 def plot_symptom(rows: list[dict], title: str = "The incident's symptom: console vs saved file") -> Figure:
     """``lessons.symptom.symptom_rows`` drawn: one row of panels per mechanism, one column per code path.
 
     Each panel shows, per epoch, the loss the console printed, the loss the saved file holds
-    and the exact loss: the incident's code and the write-up's fix save 0.0 under a console of
-    real values; the working fix saves what the console printed. Every panel shares one
-    y-scale from just below 0, so a saved 0.0 sits visibly above the bottom edge
-    (``01_side_by_side_small.ipynb``, ``02_side_by_side_full_136k.ipynb``).
+    and the exact loss, in the code path's colour (``style.role_colour``: the incident's code
+    vermillion, the write-up's fix blue, the working fix green): the incident's code and the
+    write-up's fix save 0.0 under a console of real values; the working fix saves what the
+    console printed. Every panel shares one y-scale from just below 0, so a saved 0.0 sits
+    visibly above the bottom edge (``01_side_by_side_small.ipynb``,
+    ``02_side_by_side_full_136k.ipynb``).
     """
     mechanisms = list(dict.fromkeys(row["mechanism"] for row in rows))
     codes = list(dict.fromkeys(row["code"] for row in rows))
@@ -515,14 +576,19 @@ def plot_symptom(rows: list[dict], title: str = "The incident's symptom: console
     for row in rows:
         axis = axes[mechanisms.index(row["mechanism"])][codes.index(row["code"])]
         epochs = list(range(1, len(row["exact"]) + 1))
-        for key, label, style in SYMPTOM_SERIES:
-            axis.plot(epochs, row[key], label=label, gid=f"{row['mechanism']} {row['code']} {key}", **style)
-        axis.set_ylim(-0.06 * top, top)
+        for key, value, _ in SYMPTOM_SERIES:
+            style = _exact_style() if value == "exact" else _value_style(row["code"], value)
+            axis.plot(epochs, row[key], gid=f"{row['mechanism']} {row['code']} {key}", **style)
+        axis.set_ylim(-ZERO_ROOM * top, top)
         _epoch_axis(axis, f"{row['mechanism']}\nepoch loss" if row["code"] == codes[0] else "")
     for axis, code in zip(axes[0], codes):
-        axis.set_title(code)
+        axis.set_title(code, color=role_colour(code))
     for axis in axes[:-1].ravel():
         axis.set_xlabel("")  # the panels share their epochs: one label under the bottom row
     figure.suptitle(title)
-    _shared_legend(figure, axes.ravel())
+    grey = "#777777"
+    handles = [Line2D([], [], label=words, **(_exact_style() if value == "exact" else
+                                             {**VALUE_STYLES[value], "color": grey, "markeredgecolor": grey}))
+               for _, value, words in SYMPTOM_SERIES]
+    figure.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     return figure

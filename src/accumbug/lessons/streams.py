@@ -1,46 +1,120 @@
 """Loss streams without training: a tracker fed batch losses alone, batch by batch.
 
 Accumulation bugs depend only on the stream of batch-mean losses and batch sizes, not on
-the model. Replaying a stream through a tracker takes a fraction of a second even for the
-full preset's 8,520 batches, so tests, the audit and the explorer use it to show where a
-float16 ``loss_sum`` overflows or a "fixed" one stalls (``03_what_really_breaks.ipynb``).
+the model. A ``LossStream`` is a named, seeded draw of **per-sample** losses; ``batches(n)``
+groups them into batches of ``n`` (the last one partial) and takes each batch's mean, as
+``loss.item()`` does. So a batch size only regroups the same samples, and the stream's
+``exact`` loss (the mean over its samples) stays put whatever the batch size: only a
+tracker's arithmetic can move what it reports. ``mechanisms.py`` names the lessons' streams
+(``mechanisms.STREAMS``); ``03_what_really_breaks.ipynb`` prints them.
 
-``scored_batches`` adds outputs and labels with chosen top-1/top-5 hit rates, so the
-mechanism gallery can feed whole trackers, accuracies included. ``loss_sums`` is the incident
-trackers' loss arithmetic alone, several times faster than ``replay``: the explorer
-(``04_explorer.ipynb``) redraws with it on every change of a control.
+Replaying a stream through a tracker takes a fraction of a second even for 8,520 batches, so
+tests, the audit and the explorer use it to show where a float16 ``loss_sum`` overflows or a
+"fixed" one stalls. ``scored_batches`` adds outputs and labels with chosen top-1/top-5 hit
+rates, so the mechanism gallery can feed whole trackers, accuracies included. ``loss_sums``
+is the incident trackers' loss arithmetic alone, several times faster than ``replay``: the
+explorer (``04_explorer.ipynb``) redraws with it on every change of a control.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
 from ..data import DataSpec
 from ..specimens.incident_trackers import ACCUMULATORS
 from ..trackers import TOPK
+from ..validation import check_real, check_whole
 
-__all__ = ["batch_sizes", "epoch_mean", "first_nonfinite", "loss_sums", "replay", "scored_batches",
-           "simulated_losses", "stall_start", "trajectory_note"]
+__all__ = ["LossStream", "batch_means", "batch_sizes", "epoch_mean", "first_nonfinite", "loss_sums", "replay",
+           "sample_losses", "scored_batches", "simulated_losses", "sized_batches", "stall_start", "trajectory_note"]
 
 RANKED_CLASSES = TOPK + 1  # one class more than top-k, so a label can miss
 
 
 def batch_sizes(spec: DataSpec) -> list[int]:
-    """The batch sizes of one epoch: full batches, then the partial last one."""
-    return [spec.batch_size] * (spec.batches_per_epoch - 1) + [spec.last_batch_size]
+    """The batch sizes of one epoch of ``spec``: full batches, then the partial last one."""
+    return sized_batches(spec.samples, spec.batch_size)
 
 
 def simulated_losses(batches: int, start: float, end: float, noise: float = 0.05, seed: int = 0) -> torch.Tensor:
-    """``batches`` float32 batch-mean losses falling linearly from ``start`` to ``end``, with uniform noise."""
-    if batches < 1:
-        raise ValueError(f"batches={batches}: must be >= 1")
+    """``batches`` float32 batch-mean losses falling linearly from ``start`` to ``end``, with uniform noise.
+
+    A stream of batch means alone, for tests of a tracker's arithmetic where no exact
+    per-sample loss is needed; the lessons' streams are ``LossStream``s.
+    """
+    check_whole("batches", batches, minimum=1)
     generator = torch.Generator().manual_seed(seed)
     trend = torch.linspace(start, end, batches, dtype=torch.float64)
     jitter = (torch.rand(batches, generator=generator, dtype=torch.float64) - 0.5) * 2 * noise
     return (trend + jitter).to(torch.float32)
+
+
+def sample_losses(samples: int, start: float, end: float, noise: float, seed: int) -> torch.Tensor:
+    """``samples`` float32 per-sample losses falling linearly from ``start`` to ``end``, with uniform noise.
+
+    Sample ``i``'s loss is the trend at ``i`` plus a draw from ``[-noise, noise]`` (a generator
+    seeded by ``seed``), so the same arguments give the same losses on every machine.
+    """
+    check_whole("samples", samples, minimum=1)
+    check_real("noise", noise, low=0.0)
+    generator = torch.Generator().manual_seed(seed)
+    trend = torch.linspace(start, end, samples, dtype=torch.float64)
+    jitter = (torch.rand(samples, generator=generator, dtype=torch.float64) - 0.5) * 2 * noise
+    return (trend + jitter).to(torch.float32)
+
+
+def batch_means(losses: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """The float32 mean of each run of ``sizes`` consecutive per-sample ``losses`` (vectorised): batch losses."""
+    if sum(sizes) != len(losses):
+        raise ValueError(f"batch sizes adding up to {sum(sizes):,} for {len(losses):,} samples: they must match")
+    counts = torch.tensor(sizes, dtype=torch.int64)
+    owner = torch.repeat_interleave(torch.arange(len(sizes)), counts)
+    sums = torch.zeros(len(sizes), dtype=torch.float64).index_add_(0, owner, losses.to(torch.float64))
+    return (sums / counts).to(torch.float32)
+
+
+def sized_batches(samples: int, batch_size: int) -> list[int]:
+    """The batch sizes of ``samples`` at ``batch_size``: full batches, then a partial last one if any."""
+    check_whole("samples", samples, minimum=1)
+    check_whole("batch_size", batch_size, minimum=1)
+    full, rest = divmod(samples, batch_size)
+    return [batch_size] * full + ([rest] if rest else [])
+
+
+@dataclass(frozen=True, eq=False)
+class LossStream:
+    """A named stream of per-sample losses (``sample_losses``): the same batches of losses wherever it is used.
+
+    ``batches(n)`` regroups its samples into batches of ``n``; ``exact`` is the mean over
+    its samples in float64, the loss a correct tracker reports at any batch size.
+    """
+
+    name: str
+    samples: int
+    start: float
+    end: float
+    noise: float
+    seed: int
+
+    @cached_property
+    def losses(self) -> torch.Tensor:
+        """The per-sample losses (float32), drawn once per stream."""
+        return sample_losses(self.samples, self.start, self.end, self.noise, self.seed)
+
+    @cached_property
+    def exact(self) -> float:
+        """The per-sample mean loss, in float64: the same for every batch size."""
+        return math.fsum(self.losses.tolist()) / self.samples
+
+    def batches(self, batch_size: int) -> tuple[torch.Tensor, list[int]]:
+        """Batch-mean losses and batch sizes at ``batch_size`` (the last batch partial where it does not divide)."""
+        sizes = sized_batches(self.samples, batch_size)
+        return batch_means(self.losses, sizes), sizes
 
 
 def replay(tracker, losses: torch.Tensor, sizes: list[int], outputs_dtype: torch.dtype = torch.float32) -> list[float]:

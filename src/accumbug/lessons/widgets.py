@@ -1,12 +1,15 @@
 """The explorer: ipywidgets controls over a simulated loss stream and over the mechanism gallery.
 
 Two panes. **Accumulation**: samples, batch size, accumulator dtype, tracker and serialiser
-choose one epoch of batch losses shaped like the write-up's first epoch
-(``mechanisms.scenario_losses``), summed with the trackers' own arithmetic
-(``streams.loss_sums``; no training). The figure is ``loss_sum`` after each batch, beside the
-same tracker's sum in float64; the note says what the console would print, what the
+choose one epoch of per-sample losses shaped like the write-up's first epoch
+(``mechanisms.scenario_stream``; at 136,312 samples, the incident stream), grouped into
+batches and summed with the trackers' own arithmetic (``streams.loss_sums``; no training).
+The batch size only regroups the same samples, so the exact loss changes with the number of
+samples and never with the batch size. The figure is ``loss_sum`` after each batch, beside
+the same tracker's sum in float64; the note says what the console would print, what the
 serialiser writes, what a reader gets back, and the exact per-sample loss. **Mechanism**: one
-case of the gallery, its figure, cause, fix and diagnosis row.
+case of the gallery, its figure, cause, fix, what it needs beyond the write-up's code, and
+its diagnosis row.
 
 The callbacks are plain functions, ``accumulation_view`` and ``mechanism_view``, returning a
 ``View`` (figure, facts, HTML). ``Explorer`` only wires them to widgets and shows each figure
@@ -25,21 +28,21 @@ from dataclasses import dataclass
 import ipywidgets as widgets
 from matplotlib.figure import Figure
 
-from ..data import DataSpec
 from ..history import read_back
 from ..runfolder import history_key, series
 from ..specimens.incident_trackers import ACCUMULATORS
 from ..specimens.serialisers import SERIALISERS, write
+from ..validation import check_whole
 from .mechanisms import (
     EVIDENCE,
     MECHANISMS,
     diagnosis,
     gallery,
     mechanism,
-    scenario_losses,
+    scenario_stream,
 )
 from .plots import plot_case, plot_trajectory, save_figure
-from .streams import batch_sizes, epoch_mean, first_nonfinite, loss_sums, stall_start
+from .streams import epoch_mean, first_nonfinite, loss_sums, stall_start
 
 __all__ = ["ACCUMULATION_CONTROLS", "TRACKER_CHOICES", "Explorer", "View", "accumulation_view", "mechanism_view"]
 
@@ -68,6 +71,11 @@ def _table(rows: list[tuple[str, str]]) -> str:
     return f"<table>{cells}</table>"
 
 
+def _percent(value: float) -> str:
+    """A signed percentage: two decimals, or two significant digits where two decimals would print -0.00."""
+    return f"{value:+.1e} %" if 0 < abs(value) < 0.005 else f"{value:+.2f} %"
+
+
 def accumulation_view(samples: int, batch_size: int, accumulator: str, tracker: str, serialiser: str) -> View:
     """One epoch of ``samples`` at ``batch_size`` through ``tracker`` with ``accumulator``, saved by ``serialiser``."""
     if tracker not in TRACKER_CHOICES:
@@ -76,21 +84,23 @@ def accumulation_view(samples: int, batch_size: int, accumulator: str, tracker: 
         raise ValueError(f"accumulator={accumulator!r}: unknown; allowed: {', '.join(ACCUMULATOR_CHOICES)}")
     if serialiser not in SERIALISERS:
         raise ValueError(f"serialiser={serialiser!r}: unknown; allowed: {', '.join(SERIALISERS)}")
-    sizes = batch_sizes(DataSpec(samples=samples, classes=1, batch_size=batch_size))
-    losses = scenario_losses(len(sizes), 0)
+    check_whole("samples", samples, minimum=1)
+    check_whole("batch_size", batch_size, minimum=1, maximum=samples, maximum_name="samples")
+    stream = scenario_stream(samples, 0)
+    losses, sizes = stream.batches(batch_size)
     used = "float64" if tracker == "exact" else accumulator
     weighted = tracker != "incident-fixed"
     trajectory = loss_sums(losses, sizes, weighted, used)
     value = epoch_mean(trajectory[-1], samples if weighted else len(sizes), used)
-    exact = loss_sums(losses, sizes, True, "python")[-1] / samples
+    exact = stream.exact
     try:
         written = write({history_key("train", "loss"): [value]}, serialiser)
         read = float(series(read_back(written), "loss")[0])
     except ValueError as error:  # json-strict refuses a non-finite value: that is its answer
         written, read = f"ValueError: {error}", None
     overflow, stall = first_nonfinite(trajectory), stall_start(trajectory)
-    facts = {"batches": len(sizes), "last_batch": sizes[-1], "console": f"loss={value:.4f}", "written": written,
-             "read_back": read, "exact": exact, "error_pct": (value - exact) / exact * 100,
+    facts = {"stream": stream.name, "batches": len(sizes), "last_batch": sizes[-1], "console": f"loss={value:.4f}",
+             "written": written, "read_back": read, "exact": exact, "error_pct": (value - exact) / exact * 100,
              "overflow_batch": None if overflow is None else overflow + 1,
              "stall_batch": None if stall is None else stall + 1}
     shown = {"exact" if tracker == "exact" else f"{tracker}:{used}": trajectory}
@@ -102,7 +112,7 @@ def accumulation_view(samples: int, batch_size: int, accumulator: str, tracker: 
     rows = [("tracker", f"{tracker}:{used}, loss_sum {trajectory[-1]:,.1f} over {len(sizes):,} batches"),
             ("console prints", facts["console"]), (f"{serialiser} writes", written[:160]),
             ("a reader gets", "nothing (not written)" if read is None else repr(read)),
-            ("exact loss", f"{exact:.4f}"), ("console vs exact", f"{facts['error_pct']:+.2f} %"),
+            ("exact loss", f"{exact:.4f} ({stream.name})"), ("console vs exact", _percent(facts["error_pct"])),
             ("inf from batch", str(facts["overflow_batch"] or "-")),
             ("stalls from batch", str(facts["stall_batch"] or "-"))]
     return View(figure, facts, _table(rows))
@@ -113,10 +123,11 @@ def mechanism_view(key: str) -> View:
     chosen = mechanism(key)
     outcome = gallery([key])[key]
     row = diagnosis({key: outcome})[0]
-    figure = plot_case(outcome, chosen.title)
+    figure = plot_case(outcome, chosen.title, chosen.role)
     facts = {"console": outcome.console, "file": outcome.file, "exact": outcome.exact, **row}
     evidence = ", ".join(f"{label}: {'yes' if row[name] else 'no'}" for name, (label, _) in EVIDENCE.items())
-    rows = [("cause", chosen.cause), ("fix", chosen.fix), ("console", str(outcome.console)),
+    rows = [("cause", chosen.cause), ("fix", chosen.fix), ("needs beyond the write-up", chosen.needs),
+            ("console", str(outcome.console)),
             ("file", str([float(f"{v:.6g}") for v in outcome.file])),
             ("exact", str([round(v, 4) for v in outcome.exact])),
             ("evidence", evidence), ("fits all of it", "yes" if row["fits"] else "no")]
@@ -185,7 +196,7 @@ class Explorer:
         facts = self.views[pane].facts
         if pane == "accumulation":
             return (f"console {facts['console']}; the file holds {facts['read_back']}; exact {facts['exact']:.4f} "
-                    f"({facts['batches']:,} batches, the last of {facts['last_batch']})")
+                    f"({facts['stream']}: {facts['batches']:,} batches, the last of {facts['last_batch']})")
         return f"console {facts['console']}; file {facts['file']}; fits all the evidence: {facts['fits']}"
 
     def timing(self) -> str:
@@ -201,7 +212,8 @@ class Explorer:
     def widget(self) -> widgets.Widget:
         controls = [self.controls[name] for name in ACCUMULATION_CONTROLS]
         return widgets.VBox([
-            widgets.HTML("<b>Accumulation</b>: one epoch of a loss stream shaped like the write-up's first epoch"),
+            widgets.HTML("<b>Accumulation</b>: one epoch of per-sample losses shaped like the write-up's first "
+                         "epoch, in batches"),
             widgets.HBox(controls[:2]), widgets.HBox(controls[2:]),
             widgets.HBox([self.images["accumulation"], self.notes["accumulation"]]),
             widgets.HTML("<b>Mechanism</b>: a case of the gallery"), self.controls["mechanism"],
