@@ -13,7 +13,6 @@ from accumbug.lessons.streams import (
     replay,
     sample_losses,
     scored_batches,
-    simulated_losses,
     sized_batches,
     trajectory_note,
 )
@@ -28,8 +27,8 @@ def same(a: list[float], b: list[float]) -> bool:
 @pytest.fixture(scope="module")
 def streams():
     full, small = preset("full"), preset("small")
-    return {"full": (simulated_losses(full.batches_per_epoch, 9.3, 8.9), batch_sizes(full)),
-            "small": (simulated_losses(small.batches_per_epoch, 9.3, 8.9, seed=1), batch_sizes(small))}
+    return {name: (batch_means(sample_losses(spec.samples, 9.3, 8.9, 0.05, seed), batch_sizes(spec)),
+                   batch_sizes(spec)) for name, spec, seed in (("full", full, 0), ("small", small, 1))}
 
 
 @pytest.mark.parametrize("kind", ["incident-broken", "incident-fixed"])

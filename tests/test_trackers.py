@@ -7,7 +7,7 @@ from test_layout import every_tracker
 
 from accumbug.data import preset
 from accumbug.distributed import sync_simulated
-from accumbug.lessons.streams import batch_sizes, replay, simulated_losses
+from accumbug.lessons.streams import batch_means, batch_sizes, replay, sample_losses
 from accumbug.registry import make_tracker, make_trackers
 from accumbug.specimens.incident_trackers import ACCUMULATORS, IncidentBrokenTracker, IncidentFixedTracker
 from accumbug.trackers import ExactTracker, MetricTracker
@@ -94,7 +94,8 @@ FULL = preset("full")
 
 @pytest.fixture(scope="module")
 def full_stream():
-    return simulated_losses(FULL.batches_per_epoch, start=9.3, end=8.9), batch_sizes(FULL)
+    sizes = batch_sizes(FULL)
+    return batch_means(sample_losses(FULL.samples, 9.3, 8.9, 0.05, seed=0), sizes), sizes
 
 
 def test_full_preset_stream_shape(full_stream):

@@ -31,7 +31,7 @@ from ..trackers import TOPK
 from ..validation import check_real, check_whole
 
 __all__ = ["LossStream", "batch_means", "batch_sizes", "epoch_mean", "first_nonfinite", "loss_sums", "replay",
-           "sample_losses", "scored_batches", "simulated_losses", "sized_batches", "stall_start", "trajectory_note"]
+           "sample_losses", "scored_batches", "sized_batches", "stall_start", "trajectory_note"]
 
 RANKED_CLASSES = TOPK + 1  # one class more than top-k, so a label can miss
 
@@ -39,19 +39,6 @@ RANKED_CLASSES = TOPK + 1  # one class more than top-k, so a label can miss
 def batch_sizes(spec: DataSpec) -> list[int]:
     """The batch sizes of one epoch of ``spec``: full batches, then the partial last one."""
     return sized_batches(spec.samples, spec.batch_size)
-
-
-def simulated_losses(batches: int, start: float, end: float, noise: float = 0.05, seed: int = 0) -> torch.Tensor:
-    """``batches`` float32 batch-mean losses falling linearly from ``start`` to ``end``, with uniform noise.
-
-    A stream of batch means alone, for tests of a tracker's arithmetic where no exact
-    per-sample loss is needed; the lessons' streams are ``LossStream``s.
-    """
-    check_whole("batches", batches, minimum=1)
-    generator = torch.Generator().manual_seed(seed)
-    trend = torch.linspace(start, end, batches, dtype=torch.float64)
-    jitter = (torch.rand(batches, generator=generator, dtype=torch.float64) - 0.5) * 2 * noise
-    return (trend + jitter).to(torch.float32)
 
 
 def sample_losses(samples: int, start: float, end: float, noise: float, seed: int) -> torch.Tensor:
