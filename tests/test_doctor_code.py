@@ -200,6 +200,16 @@ CASES = {
                         set()),
     "summed-losses": (LOOP.format(add="test_loss += F.nll_loss(out, y, reduction='sum').item()",
                                   divide="test_loss /= len(train_loader.dataset)"), set()),
+    "sum-of-a-functional-batch-mean": (LOOP.format(add="test_loss += F.cross_entropy(out, y).sum().item()",
+                                                   divide="test_loss /= len(train_loader.dataset)"),
+                                       {"mean-of-batch-means"}),
+    "sum-of-a-module-batch-mean": (LOOP.format(add="test_loss += loss.sum().item()",
+                                               divide="test_loss /= len(train_loader.dataset)"),
+                                   {"mean-of-batch-means"}),
+    "sum-of-per-sample-losses": (LOOP.format(add="test_loss += F.cross_entropy(out, y, reduction='none').sum().item()",
+                                             divide="test_loss /= len(train_loader.dataset)"), set()),
+    "sum-of-a-module-built-with-options": (LOOP.replace("CrossEntropyLoss()", "CrossEntropyLoss(**options)").format(
+        add="test_loss += loss.sum().item()", divide="test_loss /= len(train_loader.dataset)"), set()),
     "drop-last": ("train_loader = DataLoader(data, batch_size=64, drop_last=True)\n"
                   + LOOP.format(add="running_loss += loss.item()", divide="print(running_loss / len(train_loader))"),
                   set()),

@@ -19,9 +19,13 @@ where they come from (``provenance.py``), not by their names. What it looks for,
     epoch's, rather than a running print inside the loop), the average, or the read of the
     meter's value after the loop; a running value printed every N steps (under ``if step %
     log_interval == 0``) is not one.
-    Ignored: a sum weighted by the batch's own size (``* len(y)``, ``.sum()``,
-    ``reduction="sum"``; a product with a setting such as ``BATCH_SIZE`` or the accumulation
-    steps weighs every batch alike, so it is no weight), a meter updated with ``n``, and loops
+    Each function's own running sum is its own (``train`` and ``evaluate`` may both keep an
+    ``epoch_loss``), and each division is matched to the sum of its function.
+    Ignored: a sum weighted by the batch's own size (``* len(y)``, ``.sum()`` of per-sample
+    losses, ``reduction="sum"``, a loss function of the file whose every return sums; a product
+    with a setting such as ``BATCH_SIZE`` or the accumulation steps weighs every batch alike, and
+    ``.sum()`` of a loss already reduced to its batch mean, ``nn.BCELoss()(p, y).sum()``, is the
+    mean itself, so neither is a weight), a meter updated with ``n``, and loops
     whose batches are provably equal: ``drop_last=True``, or a data set size stated in the file
     (``TensorDataset(torch.randn(10000, ...))``, MNIST's 10,000 test images) that the batch
     size divides.
@@ -76,19 +80,26 @@ def _unequal(p: Provenance, node: ast.AST) -> bool:
     return not p.equal_batches(step)
 
 
-def _per_batch_sums(p: Provenance) -> dict[str, ast.stmt]:
-    """Running sums fed an unweighted batch loss, by key (``running_loss``, ``stats[0]``, ``epoch_metrics[key]``)."""
-    sums: dict[str, ast.stmt] = {}
+def _per_batch_sums(p: Provenance) -> dict[str, list[ast.stmt]]:
+    """Running sums fed an unweighted batch loss, by key (``running_loss``, ``stats[0]``, ``epoch_metrics[key]``):
+    each key's additions, one per function that keeps such a sum (``train`` and ``evaluate`` both have their own
+    ``epoch_loss``)."""
+    sums: dict[str, list[ast.stmt]] = {}
     for key, value, stmt in p.src.additions:
         if p.is_loss(value) and not _weighted(p, value) and not p.is_sample_count(value) and _unequal(p, stmt):
-            sums.setdefault(key, stmt)
+            sums.setdefault(key, []).append(stmt)
             target = stmt.target if isinstance(stmt, ast.AugAssign) else None
             if isinstance(target, ast.Subscript) and not isinstance(target.slice, ast.Constant):
-                sums.setdefault(p.src.unparse(target.value) + "[*]", stmt)  # a dict of sums, one per loss
+                sums.setdefault(p.src.unparse(target.value) + "[*]", []).append(stmt)  # a dict of sums, one per loss
     return sums
 
 
-def _numerator_key(p: Provenance, node: ast.expr, sums: dict[str, ast.stmt]) -> str | None:
+def _addition_divided(p: Provenance, additions: list[ast.stmt], division: ast.AST) -> ast.stmt:
+    """The addition a division reads: the one in the division's own function, else the first of its key."""
+    return next((stmt for stmt in additions if p.src.scope[stmt] is p.src.scope[division]), additions[0])
+
+
+def _numerator_key(p: Provenance, node: ast.expr, sums: dict[str, list[ast.stmt]]) -> str | None:
     """The sum a numerator reads: ``total``, ``float(total)``, ``sums[k]`` or ``v`` of ``for k, v in sums.items()``."""
     while isinstance(node, ast.Call) and (called(node) in ("item", "cpu", "detach", "float") and not node.args
                                           and isinstance(node.func, ast.Attribute)
@@ -109,7 +120,7 @@ def _numerator_key(p: Provenance, node: ast.expr, sums: dict[str, ast.stmt]) -> 
     return None
 
 
-def _divisions(p: Provenance, sums: dict[str, ast.stmt]) -> Iterator[tuple[str, ast.expr, ast.AST]]:
+def _divisions(p: Provenance, sums: dict[str, list[ast.stmt]]) -> Iterator[tuple[str, ast.expr, ast.AST]]:
     """``(sum key, divisor, node)`` for every ``a / b`` and ``a /= b`` whose ``a`` is a per-batch sum."""
     for node in p.src.of(ast.BinOp):
         if isinstance(node.op, ast.Div) and (key := _numerator_key(p, node.left, sums)):
@@ -163,19 +174,18 @@ def _evidence(p: Provenance, node: ast.AST, added: ast.stmt, divisor: ast.expr, 
 def _summed_per_batch(p: Provenance) -> list[Finding]:
     """Sums of unweighted batch losses divided by a batch count or by a sample count."""
     sums = _per_batch_sums(p)
-    by_sum: dict[str, list[tuple[ast.expr, ast.AST, bool]]] = {}
+    by_sum: dict[ast.stmt, list[tuple[ast.expr, ast.AST, bool]]] = {}
     for key, divisor, node in _divisions(p, sums):
         if p.periodic(node):
             continue  # a running value printed every N steps, not the epoch's
-        if p.is_batch_count(divisor):
-            by_sum.setdefault(key, []).append((divisor, node, True))
-        elif p.is_sample_count(divisor):
-            by_sum.setdefault(key, []).append((divisor, node, False))
+        if p.is_batch_count(divisor) or p.is_sample_count(divisor):
+            added = _addition_divided(p, sums[key], node)
+            by_sum.setdefault(added, []).append((divisor, node, p.is_batch_count(divisor)))
     findings = []
-    for key, found in by_sum.items():
+    for added, found in by_sum.items():
         by_batches = [(d, n) for d, n, batches in found if batches]
-        divisor, node = _epoch_division(p, by_batches or [(d, n) for d, n, _ in found], sums[key])
-        evidence, consequence = _evidence(p, node, sums[key], divisor, bool(by_batches))
+        divisor, node = _epoch_division(p, by_batches or [(d, n) for d, n, _ in found], added)
+        evidence, consequence = _evidence(p, node, added, divisor, bool(by_batches))
         findings.append(p.src.finding("mean-of-batch-means", node, evidence, consequence))
     return findings
 

@@ -48,6 +48,7 @@ _LOSS_FUNCTIONS = re.compile(r"(?:^|_)(loss|cross_entropy|binary_cross_entropy(_
                              r"|mse_loss|l1_loss|huber_loss)$")
 _PASS_THROUGH = {"item", "detach", "cpu", "cuda", "tolist", "float", "double", "clone", "to", "numpy", "mean", "sum",
                  "squeeze", "reshape", "view", "half", "bfloat16", "contiguous"}
+_REDUCTIONS = {"reduction", "size_average", "reduce"}  # keywords that choose how a loss reduces its batch
 _SUMMING = {"sum", "nansum"}  # a sum of per-sample losses: weighted by construction
 _OPTIMIZERS = re.compile(r"^(SGD|Adam|AdamW|RMSprop|Adagrad|Adadelta|Adamax|NAdam|RAdam|LBFGS|Lion|LAMB|Adafactor)$"
                          r"|optimi[sz]er", re.IGNORECASE)
@@ -124,7 +125,8 @@ class Provenance:
         self.losses: set[str] = set()  # keys holding a loss or a value derived from one
         self.containers: set[str] = set()  # keys of dicts, lists and tensors that hold losses
         self.loss_callables: set[str] = set()  # the source text of functions and modules that return a loss
-        self.summed_callables: set[str] = set()  # loss modules built with reduction="sum"
+        self.summed_callables: set[str] = set()  # loss modules built with reduction="sum", functions returning sums
+        self.mean_callables: set[str] = set()  # loss modules built with no reduction: they return the batch mean
         self.meters = self._meters()
         self._find_losses()
 
@@ -172,14 +174,20 @@ class Provenance:
     # -- assignments and constants ------------------------------------------------------------------
 
     def _assignments(self) -> dict[str, list[ast.expr]]:
-        """Every value assigned to a key (``x = v``, ``self.x: T = v``), in file order."""
+        """Every value assigned to a key (``x = v``, ``self.x: T = v``), in file order. A name unpacked from what
+        the file does not spell out part by part (``model, loader = accelerator.prepare(model, loader)``) is
+        recorded as made from itself: assigned once more, from a value not known."""
         made: dict[str, list[ast.expr]] = {}
         for node in self.src.of(ast.Assign, ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets if node.value is not None else []:
-                pairs = zip(target.elts, node.value.elts) if isinstance(target, ast.Tuple) \
-                    and isinstance(node.value, ast.Tuple) and len(target.elts) == len(node.value.elts) \
-                    else [(target, node.value)]
+                if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple) \
+                        and len(target.elts) == len(node.value.elts):
+                    pairs = zip(target.elts, node.value.elts)
+                elif isinstance(target, ast.Tuple):
+                    pairs = ((part, part) for part in target.elts if isinstance(part, (ast.Name, ast.Attribute)))
+                else:
+                    pairs = [(target, node.value)]
                 for part, value in pairs:
                     made.setdefault(self.src.unparse(part), []).append(value)
         return made
@@ -275,6 +283,7 @@ class Provenance:
         here or in what a name in ``node`` was made from (``loss = criterion(...)`` then ``loss.item()``)."""
         for inner in ast.walk(node):
             if isinstance(inner, ast.Call) and (called(inner) in _SUMMING and isinstance(inner.func, ast.Attribute)
+                                                and not self._batch_mean(inner.func.value)
                                                 or _reduces_by_sum(inner)
                                                 or self.src.unparse(inner.func) in self.summed_callables):
                 return True
@@ -283,6 +292,17 @@ class Provenance:
                 if made is not inner and self.is_summed(made, seen | {inner.id}):
                     return True
         return False
+
+    def _batch_mean(self, node: ast.expr) -> bool:
+        """A loss already reduced to its batch mean, so that ``.sum()`` of it weighs nothing: a call of a loss
+        module built without ``reduction`` (``nn.BCELoss()``), or of an ``F.*`` loss given none."""
+        made = self.origin(node) if isinstance(node, ast.Name) else node
+        if not isinstance(made, ast.Call) or _may_reduce_otherwise(made):
+            return False
+        func = made.func
+        return self.src.unparse(func) in self.mean_callables or isinstance(func, ast.Attribute) \
+            and bool(_LOSS_FUNCTIONS.search(func.attr)) \
+            and bool(re.match(r"(torch\.nn\.)?(F|functional)$", self.src.unparse(func.value)))
 
     def _find_losses(self) -> None:
         """Seeds (backpropagated values, loss modules), then assignments followed until nothing changes."""
@@ -352,6 +372,8 @@ class Provenance:
                 self.loss_callables.add(self.src.unparse(target))
                 if _reduces_by_sum(construction):
                     self.summed_callables.add(self.src.unparse(target))
+                elif not _may_reduce_otherwise(construction):
+                    self.mean_callables.add(self.src.unparse(target))
 
     def _follow_assignments(self) -> None:
         for node in self.src.of(ast.Assign, ast.AugAssign, ast.AnnAssign):
@@ -410,11 +432,14 @@ class Provenance:
                 self.containers.add(self.src.unparse(call.func.value))
 
     def _follow_returns(self) -> None:
-        """A same-file function that returns a loss is a loss function (called by name or as ``self.f``)."""
+        """A same-file function that returns a loss is a loss function (called by name or as ``self.f``); one whose
+        every return is summed over the batch (``F.mse_loss(..., reduction="sum") + torch.sum(kl)``) sums too."""
         for name, returned in self.returns.items():
             if name not in self.loss_callables and any(
                     not isinstance(node.value, ast.Tuple) and self.is_loss(node.value) for node in returned):
                 self.loss_callables.update((name, "self." + name))
+            if name in self.loss_callables and all(self.is_summed(node.value) for node in returned):
+                self.summed_callables.update((name, "self." + name))  # every return sums: reduction="sum", torch.sum
 
     # -- steps --------------------------------------------------------------------------------------
 
@@ -657,6 +682,11 @@ def _name_of(node: ast.expr) -> str | None:
 def _bound(loop: ast.AST) -> set[str]:
     target = getattr(loop, "target", None)
     return {n.id for n in ast.walk(target) if isinstance(n, ast.Name)} if target is not None else set()
+
+
+def _may_reduce_otherwise(call: ast.Call) -> bool:
+    """The call may choose a reduction other than the batch mean: a ``reduction``-like keyword, or ``**options``."""
+    return any(k.arg is None or k.arg in _REDUCTIONS for k in call.keywords)
 
 
 def _reduces_by_sum(call: ast.Call) -> bool:

@@ -8,8 +8,9 @@ prepared by an ``Accelerator`` is padded the same way (its ``even_batches``), un
 Accelerator is made with ``even_batches=False``; a ``DataLoader`` without a distributed
 sampler gives every rank the whole data. A loop is tied to its sampler through what it
 iterates (``enumerate``, ``tqdm``, ``pbar = tqdm(loader)``), the names and attributes that
-hold the loader, the helper that returns it and the parameter it is passed as. Used by
-``ranks.py``; ``accumbug.distributed.rank_shard`` shows the padding.
+hold the loader (also one built with ``DataLoader`` and then unpacked from
+``accelerator.prepare(model, loader)``), the helper that returns it and the parameter it is
+passed as. Used by ``ranks.py``; ``accumbug.distributed.rank_shard`` shows the padding.
 """
 
 from __future__ import annotations

@@ -1,0 +1,24 @@
+# Clean twin of sum_of_batch_mean.py: the module keeps one loss per sample (reduction="none"),
+# so `.sum()` is the batch's total and the division by the number of samples is the epoch mean.
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+
+pairs = TensorDataset(torch.randn(1_000, 2, 16), torch.randint(0, 2, (1_000,)).float())
+test_loader = DataLoader(pairs, batch_size=64)
+model = nn.Sequential(nn.Flatten(), nn.Linear(32, 1), nn.Sigmoid())
+criterion = nn.BCELoss(reduction="none")
+
+
+def test():
+    model.eval()
+    test_loss = 0.0
+    with torch.no_grad():
+        for pair, same in test_loader:
+            score = model(pair).squeeze(1)
+            test_loss += criterion(score, same).sum().item()
+    test_loss /= len(test_loader.dataset)
+    return test_loss
+
+
+print(f"test loss {test():.4f}")
