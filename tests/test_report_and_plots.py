@@ -5,9 +5,8 @@ import pytest
 from matplotlib.colors import to_hex
 
 from accumbug.config import TrainConfig
-from accumbug.data import preset
 from accumbug.history import loads_strict
-from accumbug.lessons.mechanisms import EVIDENCE, Outcome, diagnosis, gallery, mechanism
+from accumbug.lessons.mechanisms import EVIDENCE, Outcome, diagnosis, epoch_stream, gallery, mechanism
 from accumbug.lessons.plots import (
     ACCUMULATOR_NAMES,
     ARTEFACT_NOTE,
@@ -22,17 +21,20 @@ from accumbug.lessons.plots import (
     save_figure,
     tracker_label,
 )
-from accumbug.lessons.streams import batch_sizes, first_nonfinite, replay, simulated_losses, stall_start
+from accumbug.lessons.streams import first_nonfinite, loss_sums, stall_start
+from accumbug.lessons.style import drawn_value
 from accumbug.lessons.tables import (
     differing_lines,
     divergence_rows,
+    fixed_digits,
+    format_console,
     format_table,
     format_wrapped,
     incident_comparison,
     run_verdicts,
     source_side_by_side,
 )
-from accumbug.registry import make_tracker, make_trackers
+from accumbug.registry import make_trackers
 from accumbug.specimens.incident_trackers import ACCUMULATORS, IncidentBrokenTracker, IncidentFixedTracker
 from accumbug.specimens.serialisers import incident_lossy_dumps
 from accumbug.train import train
@@ -92,8 +94,8 @@ def test_source_side_by_side_highlights_only_the_differing_lines():
     assert fixed == ["self.loss_sum += loss  # 9.14 (correct magnitude)",
                      "self.total += 1  # total += 1 (count batches)"]
     html = source_side_by_side(IncidentBrokenTracker.update, IncidentFixedTracker.update)
-    # the changed block is 3 lines on the left, 2 + 1 blank on the right: 6 highlighted rows
-    assert html._repr_html_().count("#fde0c5") == 6
+    # the changed block is 3 lines on the left, 2 on the right; the row that pads the right is not highlighted
+    assert html._repr_html_().count("#fde0c5") == 5
 
 
 @pytest.mark.parametrize("trajectory, overflow, stall", [
@@ -118,8 +120,9 @@ def test_divergence_figure_has_one_legend_naming_each_series_once(run):
     figure = plot_divergence(divergence_rows(run))
     assert len(figure.legends) == 1 and all(axis.get_legend() is None for axis in figure.axes)
     labels = [text.get_text() for text in figure.legends[0].get_texts()]
-    assert labels == ["exact", "incident-broken: console", "incident-broken: saved (incident's JSON)",
-                      "incident-fixed: console", "incident-fixed: saved (incident's JSON)"]
+    assert labels == ["exact loss", "incident-broken: console (value in memory)",
+                      "incident-broken: saved file (the incident's JSON)", "incident-fixed: console (value in memory)",
+                      "incident-fixed: saved file (the incident's JSON)"]
     # a column per accumulator, named in plain words: losses on top, relative errors below
     assert len(figure.axes) == 4
     assert [axis.get_title() for axis in figure.axes[:2]] == ["accumulator: Python float (float64)",
@@ -191,43 +194,61 @@ def test_accumulators_are_named_in_plain_words_in_one_place():
 
 
 @pytest.fixture(scope="module")
-def small_stream():
-    """The small preset's 852 batches replayed through the incident's trackers: an overflow and two stalls."""
-    spec = preset("small")
-    losses, sizes = simulated_losses(spec.batches_per_epoch, 9.3, 8.9), batch_sizes(spec)
+def full_stream():
+    """The incident stream's 8,520 batches replayed through the incident's trackers: an overflow and stalls."""
+    losses, sizes = epoch_stream()
     names = [f"{kind}:{accumulator}" for accumulator in ("python", "float16", "bfloat16")
              for kind in ("incident-broken", "incident-fixed")]
-    return {name: replay(make_tracker(name), losses, sizes) for name in names}
+    return {name: loss_sums(losses, sizes, name.startswith("incident-broken"), name.partition(":")[2])
+            for name in names}
 
 
-def test_trajectory_beside_its_first_batches_zoomed(small_stream):
-    figure = plot_trajectory(small_stream)
+def test_trajectory_beside_its_first_batches_zoomed(full_stream):
+    figure = plot_trajectory(full_stream)
     whole, zoom = figure.axes
-    assert whole.get_xlim()[1] >= 852 and 0 <= zoom.get_xlim()[0] and zoom.get_xlim()[1] <= ZOOM_BATCHES
-    assert "all 852" in whole.get_xlabel() and f"first {ZOOM_BATCHES}" in zoom.get_xlabel()
+    assert whole.get_xlim()[1] >= 8520 and 0 <= zoom.get_xlim()[0] and zoom.get_xlim()[1] <= ZOOM_BATCHES
+    assert "all 8,520" in whole.get_xlabel() and f"first {ZOOM_BATCHES}" in zoom.get_xlabel()
     assert whole.get_yscale() == zoom.get_yscale() == "log"
-    # every event happens in the zoomed range, and the zoom's y-range holds them
-    overflow = first_nonfinite(small_stream["incident-broken:float16"])
-    stall = stall_start(small_stream["incident-fixed:bfloat16"])
+    # the overflow and the bfloat16 stall happen in the zoomed range, and the zoom's y-range holds them
+    overflow = first_nonfinite(full_stream["incident-broken:float16"])
+    stall = stall_start(full_stream["incident-broken:bfloat16"])
     assert overflow + 1 <= ZOOM_BATCHES and stall + 1 <= ZOOM_BATCHES
-    assert zoom.get_ylim()[0] < small_stream["incident-fixed:bfloat16"][stall] < 65504 < zoom.get_ylim()[1]
+    assert zoom.get_ylim()[0] < full_stream["incident-fixed:bfloat16"][-1] < 65504 < zoom.get_ylim()[1]
 
 
-def test_trajectory_has_one_legend_in_plain_words_and_no_label_on_the_curves(small_stream):
-    figure = plot_trajectory(small_stream)
+def test_an_epoch_whose_sums_fail_late_or_that_is_short_gets_no_zoom(full_stream):
+    """A zoom on the first batches is drawn only where it shows something the whole epoch does not."""
+    late = {name: full_stream[name] for name in ("incident-fixed:python", "incident-fixed:float16")}
+    short = {name: sums[:852] for name, sums in full_stream.items()}
+    assert len(plot_trajectory(late).axes) == 1 and len(plot_trajectory(short).axes) == 1
+
+
+def test_trajectory_draws_half_precision_on_top_and_shades_float16s_range(full_stream):
+    """A dashed half-precision line is never hidden under a solid one; 65,504 is a shaded edge, not a line."""
+    figure = plot_trajectory(full_stream)
+    axis = figure.axes[0]
+    orders = {line.get_linestyle(): line.get_zorder() for line in axis.get_lines() if len(line.get_xdata()) > 1}
+    assert orders["--"] > orders["-"] and orders[":"] > orders["-"]
+    assert not [line for line in axis.get_lines() if list(line.get_ydata()) == [65504.0, 65504.0]]
+    assert [round(p.get_extents().height) > 0 for p in axis.patches] and axis.patches
+
+
+def test_trajectory_has_one_legend_in_plain_words_and_no_label_on_the_curves(full_stream):
+    figure = plot_trajectory(full_stream)
     assert len(figure.legends) == 1 and all(axis.get_legend() is None and not axis.texts for axis in figure.axes)
     labels = [text.get_text() for text in figure.legends[0].get_texts()]
-    overflow = first_nonfinite(small_stream["incident-broken:float16"])
-    stall = stall_start(small_stream["incident-fixed:bfloat16"])
-    value = small_stream["incident-fixed:bfloat16"][stall]
+    overflow = first_nonfinite(full_stream["incident-broken:float16"])
+
+    def stalls(name):
+        stall = stall_start(full_stream[name])
+        return f"stalls at {full_stream[name][stall]:,.0f} from batch {stall + 1:,}"
+
     assert labels == ["incident-broken, Python float (float64)", "incident-fixed, Python float (float64)",
                       f"incident-broken, float16 tensor: inf from batch {overflow + 1}",
-                      "incident-fixed, float16 tensor",
-                      (f"incident-broken, bfloat16 tensor: stalls at "
-                       f"{small_stream['incident-broken:bfloat16'][-1]:,.0f} from batch "
-                       f"{stall_start(small_stream['incident-broken:bfloat16']) + 1}"),
-                      f"incident-fixed, bfloat16 tensor: stalls at {value:,.0f} from batch {stall + 1}",
-                      "float16's largest value, 65,504"]
+                      f"incident-fixed, float16 tensor: {stalls('incident-fixed:float16')}",
+                      f"incident-broken, bfloat16 tensor: {stalls('incident-broken:bfloat16')}",
+                      f"incident-fixed, bfloat16 tensor: {stalls('incident-fixed:bfloat16')}",
+                      "above float16's largest value, 65,504: a float16 sum there is inf"]
 
 
 def test_a_short_epoch_is_drawn_in_one_panel(run):
@@ -256,8 +277,9 @@ def test_gallery_figures_label_off_scale_values():
     first = figure.axes[0]
     assert first.get_title() == "case a" and first.get_xlabel() == "epoch" and first.get_ylabel() == "epoch loss"
     assert {t.get_text() for t in first.texts} == {"inf", "1.8e308"}
-    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["exact", "console", "file, read back",
-                                                                     "off scale or not finite"]
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == [
+        "exact loss", "console (printed to 4 decimals; drawn at the value it rounds)", "saved file (read back)",
+        "off scale or not finite", "colour: a gallery case's arithmetic"]
     single = plot_case(outcome([9.0, 8.5], [0.0, 0.0]), "case c")
     assert single.axes[0].get_title() == "case c" and single.legends
 
@@ -275,13 +297,28 @@ def test_gallery_panel_within_five_percent_of_exact_shows_its_difference_on_its_
     figure = plot_gallery({"a": outcome([9.0, math.inf], [0.0, 0.0]), "b": near}, {"a": "far", "b": "near"},
                           columns=2)
     far_axis, near_axis = figure.axes
-    assert far_axis.get_ylabel() == "epoch loss" and far_axis.get_ylim()[0] == 0.0
+    assert far_axis.get_ylabel() == "epoch loss" and far_axis.get_ylim()[0] < 0.0  # a saved 0.0 above the edge
     assert near_axis.get_ylabel() == "difference from exact (%)"
-    console, file = [line for line in near_axis.get_lines() if line.get_marker() in ("o", "x")]
+    console, file = [line for line in near_axis.get_lines() if line.get_marker() == "o"]
     assert list(console.get_ydata()) == pytest.approx([0.01, (8.4983 - 8.5) / 8.5 * 100])
     assert list(file.get_ydata()) == pytest.approx([0.01, 0.0])
     low, high = near_axis.get_ylim()
     assert low < -0.02 and 0.01 < high and high - low < 0.1  # a 0.01 % step spans a good part of the panel
+
+
+def test_a_printed_value_is_drawn_at_the_value_it_rounds_not_as_an_error():
+    """9.0002 printed for a file of 9.00018 is rounding: the console is drawn on the file's value."""
+    rounded = outcome([9.0002, 8.4998], [9.00018, 8.49984], exact=(9.0, 8.5))
+    axis = plot_gallery({"r": rounded}, {"r": "rounding"}, columns=1).axes[0]
+    console, file = [line for line in axis.get_lines() if line.get_marker() == "o"]
+    assert list(console.get_ydata()) == pytest.approx(list(file.get_ydata()))
+
+
+@pytest.mark.parametrize("printed, candidates, drawn", [
+    (9.1621, (9.16213, 9.5), 9.16213), (9.1621, (9.5, 9.16206), 9.16206), (9.1621, (9.1616,), 9.1621),
+    (9.1621, (math.nan,), 9.1621)])
+def test_drawn_value_takes_the_first_value_within_half_a_unit(printed, candidates, drawn):
+    assert drawn_value(printed, 4, *candidates) == drawn
 
 
 def test_a_stalled_sums_fall_is_marked_as_an_artefact():
@@ -364,3 +401,60 @@ def test_limit_rows_name_where_each_sum_overflows_or_stalls_and_the_early_loss()
         {"source": "short", "tracker": "incident-broken:float16", "early_loss": None, "inf_from": None,
          "stalls_from": None},
     ]
+
+
+def _method_a(values):
+    total = 0
+    for value in values:
+        total += value
+    return total
+
+
+def _method_b(values):
+    total = 0
+    for value in values:
+            total  +=  value
+    return  total / len(values)
+
+
+def test_side_by_side_ignores_indentation_and_spacing_and_marks_only_what_differs():
+    """Lines equal once indentation and runs of spaces are dropped are not highlighted; names differ too."""
+    only_a, only_b = differing_lines(_method_a, _method_b)
+    assert only_a == ["def _method_a(values):", "return total"]
+    assert only_b == ["def _method_b(values):", "return  total / len(values)"]
+    html = source_side_by_side(_method_a, _method_b)._repr_html_()
+    assert html.count("#fde0c5") == 4
+
+
+def test_side_by_side_is_left_aligned_and_dedented():
+    """Jupyter right-aligns table cells unless told; a method's source starts at column 0."""
+    html = source_side_by_side(IncidentBrokenTracker.update, IncidentFixedTracker.update)._repr_html_()
+    assert html.count("<td") == 2 and html.count("text-align:left") >= 4
+    assert ">def update(self, loss, outputs, labels):<" in html
+
+
+@pytest.mark.parametrize("value, digits, shown", [
+    (-0.001, 2, "0.00"), (-0.0, 2, "0.00"), (0.004, 2, "0.00"), (-0.005001, 2, "-0.01"), (-2.5, 4, "-2.5000"),
+    (1.23456, 4, "1.2346"),
+])
+def test_a_value_that_rounds_to_zero_prints_without_a_sign(value, digits, shown):
+    assert fixed_digits(value, digits) == shown
+
+
+def test_divergence_table_prints_no_negative_zero(run):
+    rows = [{**row, "error_pct": -1e-4} for row in divergence_rows(run)]
+    table = format_table(rows)
+    assert "-0.00%" not in table and "0.00%" in table
+
+
+def test_console_shows_the_incident_pair_as_printed_then_the_others_as_a_table(run):
+    text = format_console(run)
+    pair = [line for line in run.console_lines if line.endswith(("[incident-broken:python]",
+                                                                 "[incident-fixed:python]"))]
+    assert text.startswith("\n".join(pair) + "\n")
+    others = [name for name in run.console if name not in ("incident-broken:python", "incident-fixed:python")]
+    table = text.split("\n")[len(pair) + 3:]
+    assert [line.split()[0] for line in table[2:]] == others
+    assert "the same as incident-broken:python's" in text
+    assert all(f"{run.console[name][-1]['loss']:.4f}" in line for name, line in zip(others, table[2:]))
+

@@ -3,6 +3,7 @@
 Console real, saved file zeros, the write-up's fix no help, float() the fix.
 """
 
+import json
 import math
 
 import pytest
@@ -12,8 +13,10 @@ from accumbug.config import TrainConfig
 from accumbug.history import read_back
 from accumbug.lessons.plots import figure_png, plot_symptom
 from accumbug.lessons.symptom import (
+    BEYOND_THE_WRITE_UP,
     CODE_PATHS,
     SYMPTOMS,
+    format_departures,
     format_symptom,
     format_symptom_verdicts,
     incident_files,
@@ -146,3 +149,25 @@ def test_symptom_verdicts_notice_a_console_that_is_not_real():
     assert symptom_verdicts(row) == {"console real": False, "saved loss all 0.0": True,
                                      "saved accuracies non-zero": False, "saved = console": False,
                                      "saved = exact": False}
+
+
+def _one_batch(tracker):
+    outputs, labels = torch.randn(4, 8), torch.tensor([0, 1, 2, 3])
+    tracker.update(torch.nn.functional.cross_entropy(outputs, labels), outputs, labels)
+    return tracker.get_metrics()["loss"]
+
+
+def test_departures_name_each_mechanism_and_what_they_say_holds():
+    """The write-up's tracker returns a float that json.dumps writes; each case that fits needs a tensor."""
+    assert list(BEYOND_THE_WRITE_UP) == list(SYMPTOMS)
+    table = format_departures()
+    assert [line.split()[0] for line in table.splitlines()[2:] if line[:1].strip()] == list(SYMPTOMS)
+    assert "TypeError" in table
+    assert isinstance(_one_batch(make_tracker("incident-broken:python")), float)
+    for broken, fixed, _ in SYMPTOMS.values():
+        for cls in (broken, fixed):
+            loss = _one_batch(cls())
+            assert isinstance(loss, torch.Tensor) and loss.dtype == torch.float64
+            with pytest.raises(TypeError, match="not JSON serializable"):
+                json.dumps({"train_loss": [loss]})
+

@@ -37,6 +37,8 @@ from .lessons.mechanisms import (
     format_diagnosis,
     format_evidence_comparison,
     format_gallery,
+    format_needs,
+    format_streams,
     gallery,
 )
 from .lessons.plots import (
@@ -50,6 +52,7 @@ from .lessons.plots import (
 )
 from .lessons.streams import first_nonfinite, replay, stall_start
 from .lessons.symptom import (
+    format_departures,
     format_symptom,
     format_symptom_verdicts,
     incident_files,
@@ -61,6 +64,7 @@ from .lessons.tables import (
     Html,
     differing_lines,
     divergence_rows,
+    format_console,
     format_rows,
     format_table,
     format_verdicts,
@@ -127,11 +131,15 @@ __all__ = [  # every name a notebook uses as lab.NAME, and no other (tests/test_
     "float16_overflow",
     "format_after_the_fix",
     "format_claims",
+    "format_console",
+    "format_departures",
     "format_diagnosis",
     "format_evidence_comparison",
     "format_findings",
     "format_gallery",
+    "format_needs",
     "format_rows",
+    "format_streams",
     "format_symptom",
     "format_symptom_verdicts",
     "format_table",

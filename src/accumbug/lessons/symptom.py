@@ -1,14 +1,19 @@
 """The incident's symptom from a trained run: the console prints real values, the file holds zeros.
 
 The write-up's evidence is a console that printed ``loss=9.1621, 8.7352, 8.2003, 7.5350``
-while ``history.json`` held ``[0.0, 0.0, 0.0, 0.0]``. Two mechanisms fit that evidence
-(``03_what_really_breaks.ipynb``), and here each runs in a real training run, with the
-incident's end of epoch and save (``specimens/incident_log.py``):
+while ``history.json`` held ``[0.0, 0.0, 0.0, 0.0]``. Of the mechanism gallery's twelve
+cases, two fit all of that evidence (``03_what_really_breaks.ipynb``), and here each runs in
+a real training run, with the incident's end of epoch and save (``specimens/incident_log.py``):
 
 * ``aliased-reset``: the tracker hands out its own mean buffer, the history appends it,
-  the ``reset()`` after the last epoch zeroes it, ``json.dump`` writes 0.0 four times;
+  the ``reset()`` after the last epoch zeroes it, and the save writes 0.0 four times;
 * ``broad-sanitiser``: the tracker returns a 0-dim tensor, and a sanitiser meant for
   NaN/Inf writes 0.0 for whatever is not a plain float.
+
+Neither is the write-up's code as it shows it: its trackers add ``loss.item()``, a Python
+float, so ``get_metrics`` returns floats and a plain ``json.dump`` writes them as they are.
+Each case needs a tensor the write-up does not show; ``BEYOND_THE_WRITE_UP`` says which (in
+the gallery's words) and why the file still ends up 0.0, and ``format_departures`` prints it.
 
 Each comes three times: the incident's code (its "broken" tracker), the write-up's fix (its
 "fixed" tracker, same habit: still zeros), and the fix that works (``float()`` when
@@ -33,10 +38,11 @@ from ..specimens.gallery_trackers import (
 from ..specimens.incident_log import IncidentLog
 from ..train import TrainResult
 from .mechanisms import console_is_real, format_values
-from .tables import format_rows, strict_history
+from .mechanisms import mechanism as gallery_case
+from .tables import format_rows, format_wrapped, strict_history
 
-__all__ = ["CODE_PATHS", "SYMPTOMS", "format_symptom", "format_symptom_verdicts", "incident_files", "symptom_rows",
-           "symptom_trackers", "symptom_verdicts"]
+__all__ = ["BEYOND_THE_WRITE_UP", "CODE_PATHS", "SYMPTOMS", "format_departures", "format_symptom",
+           "format_symptom_verdicts", "incident_files", "symptom_rows", "symptom_trackers", "symptom_verdicts"]
 
 
 # mechanism -> (the incident's tracker with the habit, the write-up's fixed tracker with it, the writer that saves)
@@ -46,6 +52,12 @@ SYMPTOMS = {
 }
 CODE_PATHS = ("incident's code", "write-up's fix", "working fix")
 
+# mechanism -> (what its code needs that the write-up's does not show, in the gallery's words; why the file ends 0.0)
+BEYOND_THE_WRITE_UP = {
+    key: (gallery_case(key).needs, why) for key, why in (
+        ("aliased-reset", ("the save converts 0-dim tensors to floats as it writes (the python-json writer), "
+                           "after the last reset(): every entry is the same zeroed buffer")),
+        ("broad-sanitiser", "a sanitiser meant for NaN/Inf writes 0.0 for anything that is not a plain float"))}
 
 def symptom_trackers() -> tuple[list, IncidentLog]:
     """Fresh trackers for every mechanism (incident's and fixed), and the incident's log that saves them."""
@@ -118,3 +130,17 @@ def format_symptom_verdicts(rows: list[dict]) -> str:
         shown.append({"mechanism": row["mechanism"], "code": row["code"], **verdicts})
     return format_rows(shown, {"mechanism": "mechanism", "code": "code",
                                **{key: key for key in symptom_verdicts(rows[0])}})
+
+
+def format_departures() -> str:
+    """Where each reproduced mechanism departs from the write-up's literal code, as a wrapped table.
+
+    The write-up's trackers add ``loss.item()`` (a Python float), so its ``get_metrics``
+    returns floats, which ``json.dump`` writes as they are; each case that fits the evidence
+    needs a tensor (``BEYOND_THE_WRITE_UP``, in the gallery's words). ``01`` and ``02`` print
+    this beside the symptom they reproduce.
+    """
+    rows = [{"mechanism": key, "needs": needs, "file": why} for key, (needs, why) in BEYOND_THE_WRITE_UP.items()]
+    return format_wrapped(rows, {"mechanism": ("mechanism", 15),
+                                 "needs": ("what its code needs beyond the write-up's", 48),
+                                 "file": ("why the file holds 0.0", 44)})

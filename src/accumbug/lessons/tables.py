@@ -24,10 +24,13 @@ from ..train import TrainResult
 from .streams import first_nonfinite, stall_start
 
 __all__ = [
+    "INCIDENT_PAIR",
     "RANK_COLUMNS",
     "Html",
     "differing_lines",
     "divergence_rows",
+    "fixed_digits",
+    "format_console",
     "format_rows",
     "format_table",
     "format_verdicts",
@@ -136,6 +139,12 @@ def limit_rows(sources: dict[str, dict[str, list[float]]], first: int = 400, bat
     return rows
 
 
+def fixed_digits(value: float, digits: int) -> str:
+    """``value`` with ``digits`` decimals; one that rounds to zero prints as zero, never as ``-0.00``."""
+    text = f"{value:.{digits}f}"
+    return text.lstrip("-") if float(text) == 0 else text
+
+
 def _cell(value, digits: int = 4) -> str:
     """A number as a table shows it: fixed decimals, non-finite values by name, None as '-'."""
     if value is None:
@@ -146,7 +155,7 @@ def _cell(value, digits: int = 4) -> str:
         return f"{value:,}"
     if not math.isfinite(value):
         return str(value)
-    return f"{value:.{digits}f}"
+    return fixed_digits(value, digits)
 
 
 def format_rows(rows: list[dict], columns: dict[str, str]) -> str:
@@ -178,12 +187,37 @@ def format_table(rows: list[dict]) -> str:
     def error(value):
         if value is None:
             return "-"
-        return f"{value:.2f}%" if math.isfinite(value) else str(value)
+        return f"{fixed_digits(value, 2)}%" if math.isfinite(value) else str(value)
 
     shown = [{**row, "error_pct": error(row["error_pct"]), "epoch": str(row["epoch"])} for row in rows]
     headers = {"tracker": "tracker", "epoch": "epoch", "console": "console", "incident_json": "incident's JSON",
                "strict_json": "strict JSON", "exact": "exact", "error_pct": "vs exact"}
     return format_rows(shown, headers)
+
+
+INCIDENT_PAIR = ("incident-broken:python", "incident-fixed:python")
+
+
+def format_console(result: TrainResult, first: tuple[str, ...] = INCIDENT_PAIR) -> str:
+    """A run's console, the trackers in ``first`` as printed, then every other tracker's loss as a table.
+
+    A run of eleven trackers prints eleven lines an epoch. The reader needs the incident's
+    two first (the write-up's trackers, as its console printed them); the others follow one
+    row each, loss per epoch, and their accuracies are listed only where they differ from the
+    first tracker's (``01_side_by_side_small.ipynb``, ``02_side_by_side_full_136k.ipynb``).
+    """
+    lines = [line for line in result.console_lines if line.endswith(tuple(f"  [{name}]" for name in first))]
+    others = [name for name in result.console if name not in first]
+    if not others:
+        return "\n".join(lines)
+    epochs = range(len(result.console[first[0]]))
+    rows = [{"tracker": name, **{e: result.console[name][e]["loss"] for e in epochs}} for name in others]
+    table = format_rows(rows, {"tracker": "tracker", **{e: f"loss, epoch {e + 1}" for e in epochs}})
+    accuracies = {name: [(e.get("top1"), e.get("top5")) for e in result.console[name]] for name in result.console}
+    differ = [name for name in others if accuracies[name] != accuracies[first[0]]]
+    note = (f"their top-1 and top-5 as printed: the same as {first[0]}'s" if not differ
+            else f"top-1 or top-5 as printed differ from {first[0]}'s for: {', '.join(differ)}")
+    return "\n".join([*lines, "", f"the other {len(others)} trackers, console loss per epoch;", note, table])
 
 
 class Html(str):
@@ -194,43 +228,72 @@ class Html(str):
 
 
 def _source_lines(obj) -> list[str]:
-    return inspect.getsource(obj).rstrip("\n").split("\n")
+    """The source of ``obj``, dedented, so a method and a class start at the same column."""
+    return textwrap.dedent(inspect.getsource(obj)).rstrip("\n").split("\n")
+
+
+def _normalised(line: str) -> str:
+    """A source line as the comparison sees it: no indentation, each run of spaces as one."""
+    return " ".join(line.split())
+
+
+def _aligned(a, b) -> list[tuple[tuple[str, bool] | None, tuple[str, bool] | None]]:
+    """The two sources' lines side by side, each with whether it truly differs; None pads a shorter block.
+
+    difflib aligns the normalised lines. A line differs when it is not blank and the other
+    source has no line equal to it once normalised, so indentation, spacing and a line that
+    only moved are not highlighted.
+    """
+    left, right = _source_lines(a), _source_lines(b)
+    keys = [_normalised(line) for line in left], [_normalised(line) for line in right]
+
+    def marked(lines, index, stop, other_keys):
+        if index >= stop:
+            return None
+        key = _normalised(lines[index])
+        return lines[index], bool(key) and key not in other_keys
+
+    rows = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, *keys, autojunk=False).get_opcodes():
+        for k in range(max(i2 - i1, j2 - j1)):
+            if tag == "equal":
+                rows.append(((left[i1 + k], False), (right[j1 + k], False)))
+            else:
+                rows.append((marked(left, i1 + k, i2, set(keys[1])), marked(right, j1 + k, j2, set(keys[0]))))
+    return rows
 
 
 def differing_lines(a, b) -> tuple[list[str], list[str]]:
-    """The source lines of ``a`` and of ``b`` that the other does not have (stripped)."""
-    left, right = _source_lines(a), _source_lines(b)
-    only_left, only_right = [], []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, left, right, autojunk=False).get_opcodes():
-        if tag != "equal":
-            only_left += [line.strip() for line in left[i1:i2]]
-            only_right += [line.strip() for line in right[j1:j2]]
-    return only_left, only_right
+    """The source lines of ``a`` and of ``b`` that the other does not have (stripped), in order."""
+    rows = _aligned(a, b)
+    return tuple([cell[0].strip() for cell in column if cell is not None and cell[1]]
+                 for column in zip(*rows)) if rows else ([], [])
+
+
+CELL = "text-align:left;vertical-align:top;font-family:monospace;font-size:12px"
 
 
 def source_side_by_side(a, b) -> Html:
-    """Two functions' or classes' source in two columns, the lines that differ highlighted."""
-    left, right = _source_lines(a), _source_lines(b)
-    rows_left, rows_right = [], []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, left, right, autojunk=False).get_opcodes():
-        height = max(i2 - i1, j2 - j1)
-        for lines, start, stop, column in ((left, i1, i2, rows_left), (right, j1, j2, rows_right)):
-            chunk = lines[start:stop] + [""] * (height - (stop - start))
-            column += [(line, tag != "equal") for line in chunk]
+    """Two functions' or classes' source in two left-aligned columns, the lines that truly differ highlighted.
 
+    ``01_side_by_side_small.ipynb`` shows the incident's two ``update`` methods with it,
+    ``03`` and ``05`` the exact tracker beside another.
+    """
     def render(column):
         return "".join(
-            f'<div style="background:{"#fde0c5" if changed else "transparent"};white-space:pre">'
-            f"{html.escape(line) or '&nbsp;'}</div>" for line, changed in column)
+            f'<div style="background:{"#fde0c5" if cell is not None and cell[1] else "transparent"};'
+            f'white-space:pre;text-align:left">{html.escape(cell[0]) if cell is not None and cell[0] else "&nbsp;"}'
+            "</div>" for cell in column)
 
     def title(obj):
         return html.escape(f"{obj.__qualname__}  ({inspect.getmodule(obj).__name__})")
 
+    left, right = zip(*_aligned(a, b))
     return Html(
-        '<table style="font-family:monospace;font-size:12px;border-collapse:collapse"><tr>'
-        f'<th style="text-align:left">{title(a)}</th><th style="text-align:left">{title(b)}</th></tr>'
-        f'<tr><td style="vertical-align:top;padding-right:2em">{render(rows_left)}</td>'
-        f'<td style="vertical-align:top">{render(rows_right)}</td></tr></table>')
+        f'<table style="border-collapse:collapse;margin-left:0"><tr><th style="{CELL}">{title(a)}</th>'
+        f'<th style="{CELL}">{title(b)}</th></tr>'
+        f'<tr><td style="{CELL};padding-right:2em">{render(left)}</td><td style="{CELL}">{render(right)}</td></tr>'
+        "</table>")
 
 
 def incident_comparison(result: TrainResult) -> list[dict]:
