@@ -1,5 +1,8 @@
-"""The loops in docs/cheatsheet.md run as they stand and save the exact epoch mean.
+"""The loops in docs/cheatsheet.md run as they stand and save the exact epoch mean; its demonstrations print
+what it shows.
 
+Each python block marked ``<!-- demo: NAME -->`` runs as it stands, and what it prints (or the
+exception it raises, as ``Type: message``) must be the text block that follows it, line for line.
 Each python block of the cheat sheet marked ``<!-- runnable: NAME -->`` is executed after a
 preamble kept here: tiny made-up data from ``torch.randn`` (a model, an optimizer, a loader of
 uneven batches, ``epochs``), so that the block stays as short as a learner copies it. The
@@ -11,6 +14,8 @@ number.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import re
 from collections.abc import Callable
@@ -87,6 +92,32 @@ def language_model() -> Setup:
 
 
 PREAMBLES = {"regression": regression, "language-model": language_model}
+DEMOS = ("float16-sum", "tensor-json")  # half-precision rounding; json.dump of a tensor
+
+
+def demo_blocks() -> dict[str, tuple[str, str]]:
+    """NAME -> (code, expected output) of each ``<!-- demo: NAME -->`` python block and the text block after it."""
+    text = CHEATSHEET.read_text(encoding="utf-8")
+    found = re.findall(r"^<!-- demo: ([\w-]+) -->\n```python\n(.*?)^```\n\n```text\n(.*?)^```", text,
+                       flags=re.MULTILINE | re.DOTALL)
+    assert len(found) == text.count("<!-- demo:"), "docs/cheatsheet.md: a demo marker not above ```python, ```text"
+    return {name: (code, expected) for name, code, expected in found}
+
+
+def test_every_demonstration_is_there():
+    assert sorted(demo_blocks()) == sorted(DEMOS)
+
+
+@pytest.mark.parametrize("name", DEMOS)
+def test_the_demonstration_prints_what_the_cheat_sheet_shows(name):
+    code, expected = demo_blocks()[name]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        try:
+            exec(compile(code, f"docs/cheatsheet.md ({name})", "exec"), {})  # noqa: S102 - the cheat sheet's demo
+        except Exception as error:  # noqa: BLE001 - the demo may show an exception; its text is compared
+            print(f"{type(error).__name__}: {error}")
+    assert printed.getvalue() == expected
 
 
 def test_every_runnable_block_has_its_preamble():

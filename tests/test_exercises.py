@@ -20,6 +20,8 @@ from accumbug.config import TrainConfig
 from accumbug.history import dumps_history, loads_history
 from accumbug.lessons.exercises import (
     FLOAT16_MAX,
+    PREDICTED,
+    VERDICTS,
     check_accumulator_choice,
     check_epoch_loss,
     check_rank_reduction,
@@ -31,6 +33,7 @@ from accumbug.runfolder import RunFolder
 from accumbug.specimens.gallery_trackers import GuardedTracker
 from accumbug.specimens.incident_trackers import IncidentFixedTracker
 from accumbug.specimens.rank_trackers import PaddedTracker, RankMeanTracker, RankZeroTracker
+from accumbug.specimens.serialisers import incident_lossy_dumps
 from accumbug.trackers import ExactTracker, MetricTracker, Tracker
 from accumbug.train import train
 
@@ -114,24 +117,47 @@ def test_a_solved_tracker_trains_and_saves_the_exact_loss(name, tmp_path):
     assert solved == pytest.approx(exact, rel=1e-9)
 
 
+def solved_predictions() -> tuple[dict, str]:
+    """The predictions the solution notebook writes, as its own cells leave them."""
+    _, namespace = run_code_cells(EXERCISES / "solutions" / "02_choose_the_accumulator.ipynb")
+    return namespace["VERDICTS"], namespace["OVERFLOW"]
+
+
 @pytest.mark.parametrize("answer", [("incident-fixed", "python"), ("incident-broken", "float32"),
                                     ("incident-broken", "bfloat16"), ("incident-broken", "auto"),
                                     ("incident-broken", "float8")])
 def test_accumulator_check_rejects_wrong_choices(answer):
-    check = check_accumulator_choice(*answer)
+    check = check_accumulator_choice(*answer, *solved_predictions())
     assert not check.passed and str(check).startswith("not yet:")
 
 
 def test_accumulator_check_accepts_every_weighted_float64_sum():
-    assert all(check_accumulator_choice(*answer).passed
+    assert all(check_accumulator_choice(*answer, *solved_predictions()).passed
                for answer in (("incident-broken", "python"), ("incident-broken", "float64"), ("exact", "float64")))
 
 
+def test_a_right_choice_without_right_predictions_is_not_correct():
+    """Trying every tracker and accumulator finds the choice, but the predictions are checked too."""
+    verdicts, overflow = solved_predictions()
+    assert sorted(verdicts) == sorted(PREDICTED) and set(verdicts.values()) <= set(VERDICTS)
+    unwritten = check_accumulator_choice("incident-broken", "float64", {}, "?")
+    assert not unwritten.passed and [ok for ok, _ in unwritten.cases] == [False] * 6 + [True, True]
+    assert all("write one of" in text and "gives" not in text for ok, text in unwritten.cases if not ok)
+    wrong = {**verdicts, "incident-broken:float32": "exact"}  # a float32 sum is close, not exact
+    check = check_accumulator_choice("incident-broken", "float64", wrong, overflow.replace("before", "after"))
+    failed = [text for ok, text in check.cases if not ok]
+    assert len(failed) == 2 and "you predicted 'exact'" in failed[0] and failed[0].endswith(": 'close'")
+    assert "you predicted 'after 447'" in failed[1] and failed[1].endswith(": 'before 447'")
+
+
 def test_the_float16_overflow_is_where_the_accumulator_check_finds_it():
-    """Exercise 2's prediction cell and its check replay the same epoch: the same overflow batch."""
+    """Exercise 2's overflow cell and its check replay the same epoch: the same overflow batch."""
     overflow = float16_overflow()
-    full_epoch = check_accumulator_choice("incident-broken", "float16").cases[0][1]
+    full_epoch = check_accumulator_choice("incident-broken", "float16", *solved_predictions()).cases[-2][1]
     assert overflow.batch is not None and f"inf from batch {overflow.batch:,}" in full_epoch
+    assert f"prediction, where the float16 sum overflows: you predicted 'before {round(overflow.estimate)}'; it " \
+           f"becomes inf at batch {overflow.batch:,}" in str(check_accumulator_choice("exact", "float64",
+                                                                                     *solved_predictions()))
 
 
 def test_the_float16_overflow_comes_before_the_estimate_for_both_reasons_the_solution_gives():
@@ -157,7 +183,7 @@ def test_the_float16_overflow_prints_its_reasons_and_no_verdict():
     assert not any(word in text for word in ("correct:", "not yet", "FAIL"))
 
 
-# check_epoch_loss's cases, in order: weighted by batch size, no half-precision sum, reset, empty epoch, non-finite.
+# check_epoch_loss's cases, in order: a partial last batch, a long float16 epoch, reset, empty epoch, a NaN batch.
 @pytest.mark.parametrize("tracker, passing", [
     (ExactTracker, [True, True, True, True, True]),
     (GuardedTracker, [True, True, True, False, True]),  # sums right, but an empty epoch reports 0.0
@@ -171,6 +197,18 @@ def test_tracker_check_names_exactly_what_is_wrong(tracker, passing):
 def test_tracker_check_reports_the_empty_epochs_zero():
     failed = [text for ok, text in check_epoch_loss(GuardedTracker).cases if not ok]
     assert len(failed) == 1 and failed[0].startswith("empty epoch: an epoch with no batches gives 0.0")
+
+
+FIX_WORDS = ("weight", "float64", "dtype", "should", "must", "instead", "use ", "NaN says")
+
+
+def test_tracker_check_says_what_is_wrong_measured_not_how_to_fix_it():
+    """Exercise 1's failures give the value and the value expected, and leave the fix to the learner."""
+    failed = [text for ok, text in check_epoch_loss(IncidentFixedTracker).cases if not ok]
+    assert len(failed) == 3
+    assert not [text for text in failed if any(word in text for word in FIX_WORDS)]
+    partial, half = failed[:2]
+    assert "the per-sample mean is" in partial and "%)" in partial and "the per-sample mean is" in half
 
 
 def test_tracker_check_survives_code_that_raises():
@@ -203,7 +241,14 @@ def test_tracker_check_needs_the_batch_size_from_the_labels():
 
     check = check_epoch_loss(Unweighted)
     assert [ok for ok, _ in check.cases] == [False, False, True, True, True]
-    assert str(check).splitlines()[1].startswith("  FAIL  weighted by batch size: 64 batches of 16")
+    assert str(check).splitlines()[1].startswith("  FAIL  a partial last batch: 64 batches of 16")
+
+
+def test_serialiser_check_shows_what_was_saved_beside_what_came_back():
+    lossless = check_serialiser(incident_lossy_dumps, json.loads).cases[1]  # the write-up's writer
+    assert not lossless[0]
+    assert lossless[1] == ("lossless: train_loss: saved [9.1621, inf, nan, -inf, 0.30000000000000004, -0.0], "
+                           "loaded back [9.1621, 0.0, 0.0, 0.0, 0.30000000000000004, -0.0]")
 
 
 def test_serialiser_check_rejects_pythons_json_and_accepts_the_packages_own_format():

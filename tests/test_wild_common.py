@@ -1,9 +1,11 @@
 """The in-the-wild cases' shared parts: the uneven data set, the case record, the table and the figure."""
 
+import json
 import math
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,12 +13,19 @@ import torch
 from accumbug.lessons.wild.data import OUTLIER_TARGET, uneven_data, zero_linear
 from accumbug.lessons.wild.record import WildCase
 from accumbug.lessons.wild.summary import (
+    DOCS_FIGURE,
+    NOTEBOOK_FIGURE,
+    displayed_drawn_error,
     format_wild_cases,
     format_wild_data,
     format_wild_doctor,
     format_wild_table,
     plot_wild,
+    printed_decimals,
+    publish_figure,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_shared_data_has_a_partial_last_batch_of_outliers():
@@ -80,6 +89,39 @@ def test_the_figure_draws_every_case_and_labels_non_finite_ones():
     drawn = [line for line in axis.lines if len(line.get_xdata()) == 1]
     assert len(drawn) == 5  # saved for three cases, displayed for two
     assert [text.get_text() for text in axis.texts] == ["inf"]
+
+
+@pytest.mark.parametrize("value, decimals", [(1.48, 2), (1.4826, 4), (13.75, 2), (8.162, 3), (1e-05, 5)])
+def test_a_displayed_value_has_the_decimals_of_its_shortest_form(value, decimals):
+    assert printed_decimals(value) == decimals
+
+
+def test_a_displayed_value_is_drawn_where_it_rounds_not_as_an_error():
+    """1.48 printed for an exact 1.48255 is rounding (half a unit of 0.01); 2.17 for a saved 2.17353 is the saved
+    value rounded, drawn there; 0.9785 against a saved 1.96345 and an exact 1.48255 is an error of its own;
+    a value that rounds both the saved and the exact one is drawn at the saved."""
+    rounded_exact = WildCase("L", "1", "bar", 1.48, 1.482551, 1.482551)
+    rounded_saved = WildCase("I", "1", "bar", 2.17, 2.17353, 1.482551)
+    its_own = WildCase("K", "1", "console", 0.9785, 1.963454, 1.482551)
+    assert rounded_exact.displayed_error < -1e-3 and displayed_drawn_error(rounded_exact) == 0.0
+    assert displayed_drawn_error(rounded_saved) == rounded_saved.saved_error != rounded_saved.displayed_error
+    assert displayed_drawn_error(its_own) == its_own.displayed_error
+    both = WildCase("L", "1", "ddp", 1.05, 1.04997, 1.04895)  # 1.05 rounds both: the console printed the saved
+    assert displayed_drawn_error(both) == both.saved_error
+    axis = plot_wild([rounded_exact]).axes[0]
+    assert sorted(line.get_xdata()[0] for line in axis.lines if len(line.get_xdata()) == 1) == [0.0, 0.0]
+
+
+def test_the_figure_is_published_from_the_notebooks_run_folder_only(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run notebooks/07_in_the_wild.ipynb first"):
+        publish_figure(tmp_path)
+    (tmp_path / NOTEBOOK_FIGURE).parent.mkdir(parents=True)
+    (tmp_path / NOTEBOOK_FIGURE).write_bytes(b"png")
+    assert publish_figure(tmp_path) == tmp_path / DOCS_FIGURE and (tmp_path / DOCS_FIGURE).read_bytes() == b"png"
+    cells = json.loads((ROOT / "notebooks" / "07_in_the_wild.ipynb").read_text(encoding="utf-8"))["cells"]
+    figure_cells = [cell for cell in cells if "plot_wild" in "".join(cell["source"])]
+    assert figure_cells and all("docs" not in "".join(cell["source"]) for cell in cells if cell["cell_type"] == "code")
+    assert all(any("image/png" in out.get("data", {}) for out in cell["outputs"]) for cell in figure_cells)
 
 
 def test_a_case_prints_its_values_errors_console_and_reference():

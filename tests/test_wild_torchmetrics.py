@@ -79,6 +79,8 @@ def test_a_nan_batch_is_dropped_with_its_weight_and_one_warning(wild):
     assert abs(case.saved / data.exact() - 1) > 1e-3  # not the mean over every sample either
     assert case.console == "UserWarning: Encountered `nan` values in tensor. Will be removed."
     assert f"{len(kept)} other samples" in case.note
+    assert case.note.endswith("with nan_strategy='error' the same update raises RuntimeError: "
+                              "Encountered `nan` values in tensor")  # what the cheat sheet advises instead
 
 
 def test_a_float16_state_rounds_the_shared_data(wild):

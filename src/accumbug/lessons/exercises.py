@@ -11,13 +11,16 @@ runs the notebooks' own cells: every check fails on the starting code and passes
 solutions in ``notebooks/exercises/solutions/``.
 
 1. ``check_epoch_loss``: a tracker to fix (``01_fix_the_tracker.ipynb``);
-2. ``check_accumulator_choice``: a tracker and accumulator to choose (``02_choose_the_accumulator.ipynb``);
+2. ``check_accumulator_choice``: predictions of what five trackers give, then a tracker and accumulator to
+   choose (``02_choose_the_accumulator.ipynb``); the predictions are cases of the check, so a choice found by
+   trying every combination is not enough;
 3. ``check_serialiser``: a history writer to make lossless (``03_lossless_history.ipynb``);
 4. ``check_rank_reduction``: an epoch loss put together across ranks (``04_reduce_across_ranks.ipynb``).
 
-``float16_overflow`` answers exercise 2's prediction: at which batch of the check's full-size
-epoch a float16 sum of ``loss * batch_size`` becomes inf, and why not where the epoch's mean
-loss says.
+``float16_overflow`` explains exercise 2's overflow prediction: at which batch of the check's
+full-size epoch a float16 sum of ``loss * batch_size`` becomes inf, and why not where the
+epoch's mean loss says. A failed case says what came back and what was expected, measured,
+never how to fix it: that is the exercise.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ from ..trackers import TOPK
 from .mechanisms import scenario_losses
 from .streams import batch_sizes, first_nonfinite, loss_sums, replay, trajectory_note
 
-__all__ = ["Check", "Overflow", "check_accumulator_choice", "check_epoch_loss", "check_rank_reduction",
-           "check_serialiser", "float16_overflow"]
+__all__ = ["PREDICTED", "VERDICTS", "Check", "Overflow", "check_accumulator_choice", "check_epoch_loss",
+           "check_rank_reduction", "check_serialiser", "float16_overflow"]
 
 EXACT_WITHIN = 1e-9  # relative: what "equals the exact loss" means in the checks
 FLOAT16_MAX = torch.finfo(torch.float16).max  # 65,504: float16's largest finite value
@@ -94,8 +97,14 @@ def _feed(tracker, losses: torch.Tensor, sizes: list[int]) -> float:
 
 def _empty_epoch(cls) -> tuple[bool, str]:
     value = float(cls().get_metrics()["loss"])
-    return math.isnan(value), (f"an epoch with no batches gives {value} "
-                               "(NaN says 'nothing measured'; 0.0 looks like a loss)")
+    wrong = "" if math.isnan(value) else ": a loss, though no batch was measured"
+    return math.isnan(value), f"an epoch with no batches gives {value}{wrong}"
+
+
+def _against(value: float, truth: float) -> str:
+    """``value`` beside the per-sample mean, with the relative difference where it is finite and not zero."""
+    gap = f" ({value / truth - 1:+.2%})" if math.isfinite(value) and value != truth else ""
+    return f"gives {value:.6f}; the per-sample mean is {truth:.6f}{gap}"
 
 
 def check_epoch_loss(cls) -> Check:
@@ -108,60 +117,112 @@ def check_epoch_loss(cls) -> Check:
     sizes = [16] * 64 + [8]
     losses = torch.cat([torch.full((64,), 2.0), torch.tensor([6.0])])
     full = batch_sizes(preset("full"))
-    half = scenario_losses(len(full), 0).to(torch.float16)
+    half = scenario_losses(full, 0).to(torch.float16)
 
     def weighted():
         value, truth = _feed(cls(), losses, sizes), _weighted_mean(losses.tolist(), sizes)
-        return _close(value, truth), (f"64 batches of 16 at loss 2.0 and one of 8 at 6.0 give {value:.6f}; "
-                                      f"per-sample mean {truth:.6f}")
+        return _close(value, truth), f"64 batches of 16 at loss 2.0, then one of 8 at 6.0: {_against(value, truth)}"
 
     def long_half():
         value, truth = _feed(cls(), half, full), _weighted_mean(half.tolist(), full)
-        return _close(value, truth), (f"{len(full):,} float16 batch losses (a model.half() run) give {value:.6f}; "
-                                      f"exact {truth:.6f}")
+        return _close(value, truth), (f"{len(full):,} float16 batch losses of a model.half() run: "
+                                      f"{_against(value, truth)}")
 
     def fresh_epoch():
         tracker = cls()
         _feed(tracker, losses, sizes)
         tracker.reset()
         value = _feed(tracker, torch.tensor([5.0]), [16])
-        return value == 5.0, f"after reset() and one batch at 5.0: {value}"
+        return value == 5.0, f"after reset() and one batch at 5.0 the epoch gives {value}; that batch alone is 5.0"
 
     def nonfinite():
         poisoned = losses.clone()
         poisoned[10] = float("nan")
         value = _feed(cls(), poisoned, sizes)
-        return math.isnan(value), f"an epoch with one NaN batch gives {value} (it must show, not vanish)"
+        wrong = "" if math.isnan(value) else ": a number in which the NaN batch left no trace"
+        return math.isnan(value), f"an epoch whose batch 11 is NaN gives {value}{wrong}"
 
     return Check(tuple(_attempt(name, case) for name, case in (
-        ("weighted by batch size", weighted), ("no half-precision sum", long_half), ("reset", fresh_epoch),
-        ("empty epoch", lambda: _empty_epoch(cls)), ("non-finite batch", nonfinite))))
+        ("a partial last batch", weighted), ("a long float16 epoch", long_half), ("reset", fresh_epoch),
+        ("empty epoch", lambda: _empty_epoch(cls)), ("a NaN batch", nonfinite))))
 
 
-def check_accumulator_choice(tracker: str, accumulator: str) -> Check:
-    """Check a choice of incident tracker (``incident-broken``/``incident-fixed``) and accumulator.
+PREDICTED = ("incident-fixed:python", "incident-broken:float32", "incident-broken:bfloat16", "incident-fixed:auto",
+             "incident-broken:float16")  # the trackers whose full-size epoch exercise 2 asks to predict
+VERDICTS = ("exact", "close", "too low", "too high", "inf")
+CLOSE_WITHIN = 1e-3  # relative: "close", not exact but off by less than a thousandth
+OVERFLOW_ANSWERS = ("before", "at", "after", "never")  # where the float16 sum overflows, against the estimate
 
-    The model trains under float16 autocast: its outputs are float16 (so ``auto``, the
-    outputs' dtype, means float16) and its batch-mean losses float32, as ``F.cross_entropy``
-    returns them under autocast. The choice must give the exact per-sample loss over a
-    full-size epoch and over an epoch of very uneven batches.
+
+def _verdict(value: float, truth: float) -> str:
+    """One of ``VERDICTS`` (or ``nan``) for an epoch loss against the exact one."""
+    if not math.isfinite(value):
+        return "nan" if math.isnan(value) else "inf"
+    error = value / truth - 1
+    if abs(error) <= EXACT_WITHIN:
+        return "exact"
+    return "close" if abs(error) <= CLOSE_WITHIN else ("too low" if error < 0 else "too high")
+
+
+def _replayed(name: str, sizes: list[int], seed: int) -> tuple[float, float, str]:
+    """``name``'s epoch loss over a replayed stream (float16 outputs), the exact loss, and what its sum did."""
+    losses = scenario_losses(sizes, seed)
+    made = make_tracker(name)
+    trajectory = replay(made, losses, sizes, outputs_dtype=torch.float16)
+    note = trajectory_note(trajectory)
+    return made.get_metrics()["loss"], _weighted_mean(losses.tolist(), sizes), f"; loss_sum: {note}" if note else ""
+
+
+def _predicted_verdict(name: str, predicted) -> tuple[bool, str]:
+    """A prediction of ``name``'s verdict over the full-size epoch, against what the replay gives."""
+    if predicted not in VERDICTS:
+        return False, f"no prediction: {predicted!r}; write one of {', '.join(map(repr, VERDICTS))} before you run it"
+    value, truth, _ = _replayed(name, batch_sizes(preset("full")), 0)
+    measured = _verdict(value, truth)
+    return predicted == measured, (f"you predicted {predicted!r}; it gives {value:.6f} against the exact "
+                                   f"{truth:.6f}: {measured!r}")
+
+
+def _predicted_overflow(predicted) -> tuple[bool, str]:
+    """A prediction of where the float16 sum becomes inf, against the estimate from the epoch's mean loss."""
+    overflow = float16_overflow()
+    estimate = round(overflow.estimate)
+    allowed = ", ".join(repr(f"{word} {estimate}") if word != "never" else "'never'" for word in OVERFLOW_ANSWERS)
+    if predicted not in [f"{word} {estimate}" for word in OVERFLOW_ANSWERS[:3]] + ["never"]:
+        return False, f"no prediction: {predicted!r}; write one of {allowed} before you run it"
+    measured = "never" if overflow.batch is None else (
+        "before" if overflow.batch < estimate else "at" if overflow.batch == estimate else "after")
+    answer = measured if measured == "never" else f"{measured} {estimate}"
+    return predicted == answer, f"you predicted {predicted!r}; it becomes inf at batch {overflow.batch:,}: {answer!r}"
+
+
+def check_accumulator_choice(tracker: str, accumulator: str, verdicts: dict, overflow: str) -> Check:
+    """Check exercise 2: the predictions written first, then a choice of incident tracker and accumulator.
+
+    ``verdicts`` predicts, for each tracker of ``PREDICTED``, one of ``VERDICTS`` for its epoch
+    loss over the full-size epoch; ``overflow`` where ``incident-broken:float16``'s sum becomes
+    inf against the estimate 65,504 / (epoch loss x 16) (``"before 447"``, ``"at 447"``,
+    ``"after 447"`` or ``"never"``). Each prediction is a case, compared with the replay, so a
+    choice found by trying every combination still leaves the predictions to be made. The model
+    trains under float16 autocast: its outputs are float16 (so ``auto``, the outputs' dtype,
+    means float16) and its batch-mean losses float32, as ``F.cross_entropy`` returns them under
+    autocast. The choice must give the exact per-sample loss over a full-size epoch and over an
+    epoch of very uneven batches.
     """
-    full = batch_sizes(preset("full"))
-    uneven = [1, 64] * 200 + [3]
+    full, uneven = batch_sizes(preset("full")), [1, 64] * 200 + [3]
+    name = f"{tracker}:{accumulator}"
+    given = verdicts if isinstance(verdicts, dict) else {}
 
     def run(sizes, seed):
-        losses = scenario_losses(len(sizes), seed)
-        made = make_tracker(f"{tracker}:{accumulator}")
-        trajectory = replay(made, losses, sizes, outputs_dtype=torch.float16)
-        value, truth = made.get_metrics()["loss"], _weighted_mean(losses.tolist(), sizes)
-        note = trajectory_note(trajectory)
-        why = f"; loss_sum: {note}" if note else ""
+        value, truth, why = _replayed(name, sizes, seed)
         return _close(value, truth), (f"{len(sizes):,} batches give {value:.6f}; exact {truth:.6f} "
                                       f"(relative error {(value - truth) / truth:+.1e}){why}")
 
-    return Check(tuple(_attempt(name, case) for name, case in (
-        (f"{tracker}:{accumulator}, full-size epoch", lambda: run(full, 0)),
-        (f"{tracker}:{accumulator}, uneven batches", lambda: run(uneven, 1)))))
+    predictions = [(f"prediction, {each}, full-size epoch", lambda each=each: _predicted_verdict(each, given.get(each)))
+                   for each in PREDICTED]
+    return Check(tuple(_attempt(label, case) for label, case in (
+        *predictions, ("prediction, where the float16 sum overflows", lambda: _predicted_overflow(overflow)),
+        (f"{name}, full-size epoch", lambda: run(full, 0)), (f"{name}, uneven batches", lambda: run(uneven, 1)))))
 
 
 def _float16_spacing(value: float) -> float:
@@ -224,7 +285,7 @@ def float16_overflow() -> Overflow:
     addends. Exercise 2 asks for a prediction first; this is the answer.
     """
     sizes = batch_sizes(preset("full"))
-    losses = scenario_losses(len(sizes), 0)
+    losses = scenario_losses(sizes, 0)
     half = loss_sums(losses, sizes, True, "float16")
     exact = loss_sums(losses, sizes, True, "float64")
     overflow = first_nonfinite(half)
@@ -278,13 +339,14 @@ def check_serialiser(save: Callable[[dict], str], load: Callable[[str], dict]) -
     def lossless():
         back = load(save(HISTORY))
         wrong = [key for key in HISTORY if not (isinstance(back, dict) and _same(HISTORY[key], back.get(key)))]
-        return not wrong, "every value comes back exactly" if not wrong else f"changed: {', '.join(wrong)} -> " + \
-            ", ".join(repr(back.get(key)) if isinstance(back, dict) else repr(back) for key in wrong)
+        got = (lambda key: repr(back.get(key))) if isinstance(back, dict) else (lambda key: f"{back!r} (not a dict)")
+        return not wrong, "every value comes back exactly" if not wrong else "; ".join(
+            f"{key}: saved {HISTORY[key]!r}, loaded back {got(key)}" for key in wrong)
 
     def plain():
         back = loads_strict(save(FINITE))
         kept = isinstance(back, dict) and all(_same(value, back.get(key)) for key, value in FINITE.items())
-        return kept, f"a finite history read by a plain JSON parser: {back}"
+        return kept, f"a finite history read by a plain JSON parser: {back}" + ("" if kept else f"; saved {FINITE}")
 
     return Check(tuple(_attempt(name, case) for name, case in (
         ("strict JSON", strict), ("lossless", lossless), ("plain when finite", plain))))

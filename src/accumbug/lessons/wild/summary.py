@@ -3,29 +3,41 @@
 ``format_wild_table`` writes a Markdown table: framework and version, the case, what was
 displayed and saved, the exact value, the saved value's error and the upstream reference.
 ``format_wild_doctor`` runs the doctor on the files the frameworks wrote. ``plot_wild`` draws
-each case's error against the exact value, saved (filled) and displayed (hollow), one row per
-case grouped by framework, on a symmetric log scale so 0, 0.01 % and +30 % are all readable;
-an infinite or NaN value sits at the right edge, labelled.
+each case's error against the exact value, saved and displayed in the figures' shared styles
+(``lessons/style.py``), one row per case grouped by framework, on a symmetric log scale so 0,
+0.01 % and +30 % are all readable; an infinite or NaN value sits at the right edge, labelled.
+A displayed value is rounded as printed: where it is the exact or the saved value rounded, it
+is drawn there, not as an error of its own.
+
+The notebook saves its figure in its run folder (``notebooks/runs/wild/in-the-wild.png``), so
+a reader's run never rewrites the repository's figures; ``publish_figure`` (``python -m
+accumbug.lessons.wild.summary``, from the repository root) copies it to ``docs/figures/``.
 """
 
 from __future__ import annotations
 
 import math
 import textwrap
+from decimal import Decimal
+from pathlib import Path
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from ...doctor.examine import examine
-from ..plots import OKABE_ITO
+from ...history import atomic_write_bytes
+from ..style import ROUNDING_NOTE, VALUE_STYLES, VALUE_WORDS, drawn_value
 from .data import WildData
-from .record import WildCase
+from .record import WildCase, signed_error
 
-__all__ = ["format_wild_cases", "format_wild_data", "format_wild_doctor", "format_wild_table", "plot_wild"]
+__all__ = ["displayed_drawn_error", "format_wild_cases", "format_wild_data", "format_wild_doctor", "format_wild_table",
+           "plot_wild", "printed_decimals", "publish_figure"]
 
-FRAMEWORK_COLOURS = [OKABE_ITO[name] for name in ("vermillion", "blue", "green", "orange", "purple", "sky")]
+MARKER_COLOUR = "#555555"  # every case's markers: the colours of style.ROLE_COLOURS name the incident's code paths
 LINEAR_BELOW = 0.01  # percent: the error axis is linear below 0.01 %, logarithmic above
 EDGE = 1e4  # percent: where a non-finite error is drawn
+NOTEBOOK_FIGURE = Path("notebooks", "runs", "wild", "in-the-wild.png")  # what notebook 07 saves, from the root
+DOCS_FIGURE = Path("docs", "figures", "in-the-wild.png")  # the copy the docs show
 
 
 def _number(value: float | None) -> str:
@@ -101,18 +113,62 @@ def _drawn(error: float) -> float:
     return error * 100 if math.isfinite(error) else EDGE
 
 
+def printed_decimals(value: float) -> int:
+    """The decimals a displayed value was printed with, read from its shortest form: ``1.48`` has 2.
+
+    Lightning pads its three significant digits with zeros (``1.480``); the padding is not a digit
+    it measured, and the shortest form leaves it out.
+    """
+    return max(0, -Decimal(repr(value)).as_tuple().exponent)
+
+
+def displayed_drawn_error(case: WildCase) -> float | None:
+    """The displayed value's error as the figure draws it: a value within half a unit of its last printed
+    digit of the saved or the exact value is drawn there (``style.drawn_value``): rounding, not an error.
+
+    The saved value comes first: a console that prints what the framework keeps (Lightning's 1.05
+    for a saved 1.04997 and an exact 1.04895) is that value rounded.
+    """
+    if case.displayed is None or not math.isfinite(case.displayed):
+        return case.displayed_error
+    finite = [value for value in (case.saved, case.exact) if value is not None and math.isfinite(value)]
+    return signed_error(drawn_value(case.displayed, printed_decimals(case.displayed), *finite), case.exact)
+
+
+def _framework_bands(axis, cases: list[WildCase]) -> None:
+    """A thin line between frameworks, so the rows read in groups."""
+    for row in range(1, len(cases)):
+        if cases[row].framework != cases[row - 1].framework:
+            axis.axhline(row - 0.5, color="grey", linewidth=0.6, alpha=0.5)
+
+
+def _wild_legend(axis) -> None:
+    """The kinds of value in plain words, and the rounding rule, above the plot."""
+    axis.plot([], [], **{**VALUE_STYLES["file"], "linestyle": "none"}, color=MARKER_COLOUR,
+              label=f"{VALUE_WORDS['file']}: History, metrics.csv, compute(), trainer_state.json")
+    axis.plot([], [], **{**VALUE_STYLES["console"], "linestyle": "none"}, color=MARKER_COLOUR,
+              label=f"{VALUE_WORDS['console']}: console line, progress bar")
+    axis.plot([], [], **VALUE_STYLES["exact"], label=VALUE_WORDS["exact"])
+    axis.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8, frameon=False,
+                title=f"error against the exact epoch loss; {ROUNDING_NOTE}", title_fontsize=8)
+
+
 def plot_wild(cases: list[WildCase], title: str = "Epoch loss: saved and displayed, against the exact value") -> Figure:
-    """One row per case, grouped by framework: the saved value's error (filled) and the displayed one's (hollow)."""
-    figure = Figure(figsize=(9.5, 0.42 * len(cases) + 1.6))
+    """One row per case, grouped by framework: the saved value's error and the displayed one's.
+
+    The markers are ``style.VALUE_STYLES``' (the saved file a small filled circle, the console a
+    large hollow one, the exact loss the thick line at 0), in one grey: a framework is no tracker
+    role of the incident. A displayed value that is the exact or the saved value rounded as
+    printed is drawn at that value (``displayed_drawn_error``).
+    """
+    figure = Figure(figsize=(9.5, 0.42 * len(cases) + 1.9))
     axis = figure.add_subplot()
-    frameworks = list(dict.fromkeys(case.framework for case in cases))
+    axis.axvline(0, **VALUE_STYLES["exact"])
     for row, case in enumerate(cases):
-        colour = FRAMEWORK_COLOURS[frameworks.index(case.framework) % len(FRAMEWORK_COLOURS)]
-        for error, filled in ((case.saved_error, True), (case.displayed_error, False)):
+        for error, kind in ((case.saved_error, "file"), (displayed_drawn_error(case), "console")):
             if error is None:
                 continue
-            axis.plot(_drawn(error), row, "o", markersize=7 if filled else 13, color=colour,
-                      markerfacecolor=colour if filled else "none", markeredgewidth=1.6)
+            axis.plot(_drawn(error), row, **{**VALUE_STYLES[kind], "linestyle": "none"}, color=MARKER_COLOUR)
             if not math.isfinite(error):
                 axis.annotate(str(error), (EDGE, row), xytext=(8, -4), textcoords="offset points", fontsize=8)
     axis.set_yticks(range(len(cases)), [f"{c.framework} {c.version}: {c.case}" for c in cases], fontsize=8)
@@ -120,11 +176,23 @@ def plot_wild(cases: list[WildCase], title: str = "Epoch loss: saved and display
     axis.set_xlim(-100, EDGE * 3)
     axis.set_ylim(len(cases) - 0.5, -0.5)
     axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: "inf, NaN" if value == EDGE else f"{value:g}"))
-    axis.axvline(0, color=OKABE_ITO["black"], linewidth=1, alpha=0.5)
-    axis.set_xlabel("error against the exact epoch loss, % (symmetric log scale)")
-    axis.plot([], [], "o", color="grey", label="saved (History, metrics.csv, compute(), trainer_state.json)")
-    axis.plot([], [], "o", color="grey", markerfacecolor="none", label="displayed (console, progress bar)")
-    axis.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
+    axis.set_xlabel("error against the exact epoch loss, % (symmetric log scale: linear within ±0.01 %)")
+    _framework_bands(axis, cases)
+    _wild_legend(axis)
     axis.grid(axis="x", alpha=0.3)
-    axis.set_title(title, fontsize=10, pad=22)
+    axis.set_title(title, fontsize=10, pad=44)
     return figure
+
+
+def publish_figure(root=".") -> Path:
+    """Copy the figure notebook 07 saved in its run folder to ``docs/figures/``; the docs' copy changes only so."""
+    source, target = Path(root) / NOTEBOOK_FIGURE, Path(root) / DOCS_FIGURE
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: no figure there; run notebooks/07_in_the_wild.ipynb first")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(target, source.read_bytes())
+    return target
+
+
+if __name__ == "__main__":
+    print(f"written: {publish_figure()}")

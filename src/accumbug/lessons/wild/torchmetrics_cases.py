@@ -3,7 +3,8 @@
 A loop that keeps its epoch loss in a ``MeanMetric`` gets the exact value only when each
 ``update`` carries its batch size as ``weight``; without it every batch weighs the same, a
 mean of batch means. Four more ways it goes wrong or silently changes the question: a NaN
-batch is dropped with a warning (the mean of what is left), a float16 state rounds and, on
+batch is dropped with a warning (the mean of what is left; ``nan_strategy="error"`` raises
+instead), a float16 state rounds and, on
 bigger sums, overflows to inf, and ``nan_strategy="disable"`` throws the weights away
 (Lightning-AI/torchmetrics#3434). Nothing is displayed: torchmetrics has no console of its
 own, so ``displayed`` is None. Taught in ``notebooks/07_in_the_wild.ipynb``.
@@ -70,16 +71,28 @@ def _weighting_cases(data: WildData, losses, sizes) -> list[WildCase]:
     ]
 
 
+def _raised(values, weights, **options) -> str:
+    """What ``MeanMetric(**options)`` fed ``values`` raises, as ``Type: message``; empty when it raises nothing."""
+    try:
+        _fed_mean(values, weights, **options)
+    except Exception as error:  # noqa: BLE001 - whatever the framework raises is what the case records
+        return f"{type(error).__name__}: {error}"
+    return ""
+
+
 def _nan_case(data: WildData, losses, sizes) -> WildCase:
-    """One batch's loss NaN under the default ``nan_strategy="warn"``: dropped, with a warning only."""
+    """One batch's loss NaN under the default ``nan_strategy="warn"``: dropped, with a warning only; and what
+    ``nan_strategy="error"``, the setting that does not drop it silently, does with the same batch."""
     fed = [torch.tensor(float("nan")) if index == NAN_BATCH else loss for index, loss in enumerate(losses)]
     saved, caught = _fed_mean(fed, sizes)
     start = NAN_BATCH * data.batch_size
     finite = [i for i in range(len(data)) if not start <= i < start + sizes[NAN_BATCH]]
+    raised = _raised(fed, sizes, nan_strategy="error") or "nothing raised"
     return _case("MeanMetric, one batch loss NaN (default)", saved, data.exact(finite), console="\n".join(caught),
                  note=f"batch {NAN_BATCH}'s NaN dropped with its weight: the mean of the {len(finite)} other "
                       f"samples, reported as a number where a NaN-including mean is NaN; "
-                      f"{len(caught)} warning(s) the only sign")
+                      f"{len(caught)} warning(s) the only sign; with nan_strategy='error' the same update "
+                      f"raises {raised}")
 
 
 def _float16_cases(data: WildData, losses, sizes) -> list[WildCase]:
