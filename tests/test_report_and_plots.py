@@ -1,4 +1,5 @@
 import io
+import json
 import math
 
 import pytest
@@ -24,6 +25,7 @@ from accumbug.lessons.plots import (
 from accumbug.lessons.streams import first_nonfinite, loss_sums, stall_start
 from accumbug.lessons.style import drawn_value
 from accumbug.lessons.tables import (
+    _short_list,
     differing_lines,
     divergence_rows,
     fixed_digits,
@@ -169,6 +171,20 @@ def test_divergence_error_panel_marks_non_finite_errors_on_its_top_edge():
     assert list(lines["incident-broken:float16 memory error"].get_xdata()) == [2]  # epoch 1 is the triangle
 
 
+def test_divergence_error_panel_writes_inf_beside_its_triangle_clear_of_the_saved_zero_below():
+    rows = _rows("incident-broken:float16", "float16", [math.inf, math.inf, 9.0], [0.0, 0.0, 9.0], [9.0, 8.0, 7.0])
+    notes = plot_divergence(rows).axes[1].texts
+    assert [(n.get_text(), n.get_va(), n.xyann[1]) for n in notes] == [("inf", "center", 0), ("inf", "center", 0)]
+    assert [(n.get_ha(), n.xyann[0] > 0) for n in notes] == [("left", True), ("left", True)]
+
+
+def test_incident_comparison_prints_json_outputs_as_a_json_file_shows_them(run):
+    rows = {r["quantity"]: r for r in incident_comparison(run)}
+    saved = json.loads(rows["broken: JSON output"]["measured"])
+    assert saved == [round(v, 4) for v in run.histories["incident-broken:python"]["train_loss"]]
+    assert _short_list([0.0, math.inf, 9.30641]) == "[0.0, inf, 9.3064]"
+
+
 @pytest.mark.parametrize("value, exact, error", [
     (9.9, 9.0, 0.1), (8.1, 9.0, 0.1), (math.inf, 9.0, math.inf), (0.0, 0.0, 0.0), (1.0, 0.0, math.inf),
 ])
@@ -249,6 +265,15 @@ def test_trajectory_has_one_legend_in_plain_words_and_no_label_on_the_curves(ful
                       f"incident-broken, bfloat16 tensor: {stalls('incident-broken:bfloat16')}",
                       f"incident-fixed, bfloat16 tensor: {stalls('incident-fixed:bfloat16')}",
                       "above float16's largest value, 65,504: a float16 sum there is inf"]
+
+
+def test_trajectory_legend_shows_each_event_mark(full_stream):
+    """The legend's line carries the mark drawn on the curve: a cross for an overflow, a dot for a stall, none else."""
+    handles = plot_trajectory(full_stream).legends[0].legend_handles
+    marks = {handle.get_label().partition(":")[0]: handle.get_marker()
+             for handle in handles if hasattr(handle, "get_marker")}
+    assert marks["incident-broken, float16 tensor"] == "X" and marks["incident-broken, bfloat16 tensor"] == "o"
+    assert marks["incident-broken, Python float (float64)"] in (None, "None", "")
 
 
 def test_a_short_epoch_is_drawn_in_one_panel(run):
@@ -362,8 +387,8 @@ def test_diagnosis_matrix_cells_match_the_rows():
             assert words[(y, x)] == ("yes" if row[key] else "no")
             assert colours[f"cell {y} {x}"] == to_hex(DIAGNOSIS_COLOURS[row[key]])
     assert words[(0, len(EVIDENCE))] == "yes" and words[(1, len(EVIDENCE))] == "no"  # fits all
-    assert [t.get_text() for t in axis.get_yticklabels()] == [mechanism("aliased-reset").title,
-                                                              mechanism("float16-overflow").title]
+    assert [t.get_text() for t in axis.get_yticklabels()] == [f"{key}: {mechanism(key).title}"
+                                                              for key in ("aliased-reset", "float16-overflow")]
     headers = [t.get_text().replace("\n", " ") for t in axis.get_xticklabels()]
     assert headers[:len(EVIDENCE) + 1] == [label for label, *_ in EVIDENCE.values()] + ["fits all"]
     assert not any(hatches.values()) and len(figure.legends) == 0

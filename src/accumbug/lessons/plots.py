@@ -123,7 +123,8 @@ def _plot_series(axis, epochs, values, top, label, note_dy=-8, **style):
 
     Each triangle's note sits ``note_dy`` points above it (below where negative): left-aligned at
     the first epoch, right-aligned at the last and centred between, so notes stay inside the
-    panel and clear of their neighbours.
+    panel and clear of their neighbours. ``note_dy=0`` puts it beside the triangle instead (to
+    its right, at the last epoch to its left), clear of a point just below the top edge.
     """
     shown = [(e, v) for e, v in zip(epochs, values) if not _off_scale(v, top)]
     if shown:
@@ -134,11 +135,19 @@ def _plot_series(axis, epochs, values, top, label, note_dy=-8, **style):
             axis.plot([e], [top], marker="^", markersize=10, color=style["color"], clip_on=False,
                       linestyle="none", label=label)
             label = None
-            align = "left" if e == min(epochs) else "right" if e == max(epochs) else "center"
             note = str(v) if not math.isfinite(v) else f"{v:.2g}".replace("e+", "e")
-            axis.annotate(note, (e, top), textcoords="offset points",
-                          xytext=({"left": -5, "right": 5, "center": 0}[align], note_dy), ha=align,
-                          va="bottom" if note_dy > 0 else "top", color=style["color"], fontsize=8)
+            axis.annotate(note, (e, top), textcoords="offset points", color=style["color"], fontsize=8,
+                          **_note_place(e, epochs, note_dy))
+
+
+def _note_place(epoch, epochs, note_dy: float) -> dict:
+    """Where ``_plot_series`` writes a triangle's note: offset, alignment (see its docstring)."""
+    if note_dy == 0:
+        beside = 8 if epoch != max(epochs) else -8
+        return {"xytext": (beside, 0), "ha": "left" if beside > 0 else "right", "va": "center"}
+    align = "left" if epoch == min(epochs) else "right" if epoch == max(epochs) else "center"
+    return {"xytext": ({"left": -5, "right": 5, "center": 0}[align], note_dy), "ha": align,
+            "va": "bottom" if note_dy > 0 else "top"}
 
 
 def _trackers(rows: list[dict], accumulator: str) -> list[str]:
@@ -233,7 +242,7 @@ def _error_panel(axis, rows: list[dict], accumulator: str, scale: tuple[float, f
         mine = [r for r in rows if r["tracker"] == tracker and r["exact"] is not None]
         for key, value, _ in DIVERGENCE_SERIES:
             _plot_series(axis, [r["epoch"] for r in mine], [relative_error(r[key], r["exact"]) for r in mine], top,
-                         None, gid=f"{tracker} {key} error", **_shared_panel_style(tracker, value))
+                         None, note_dy=0, gid=f"{tracker} {key} error", **_shared_panel_style(tracker, value))
     axis.set_yscale("symlog", linthresh=linthresh)
     axis.set_ylim(-0.3 * linthresh, top)  # 0 just above the bottom edge, not hidden by it
     _epoch_axis(axis, "relative error vs exact")
@@ -257,8 +266,8 @@ def plot_trajectory(trajectories: dict[str, list[float]], title: str = "loss_sum
     ``ZOOM_BATCHES`` batches is drawn whole on the left and those batches on the right (a
     shorter epoch already shows them, and a later event needs no zoom). A stall is
     marked with a dot where it starts, an overflow with a cross where the sum was last
-    finite; the legend names each tracker in plain words with its stall or overflow (value
-    and batch), so no label sits on a curve. The region above float16's largest value
+    finite; the legend names each tracker in plain words with its stall or overflow (value,
+    batch and mark), so no label sits on a curve. The region above float16's largest value
     (65,504) is shaded, not drawn as a line, so a sum that stalls at 65,536 stays a line of
     its own. Half-precision sums are thin and on top; wide ones thick and pale beneath.
     """
@@ -323,7 +332,8 @@ def _trajectory_lines(axes, name: str, trajectory: list[float]) -> Line2D:
         if stall is not None:
             axis.plot([stall + 1], [trajectory[stall]], marker="o", markersize=7, color=style["color"],
                       linestyle="none", zorder=4)
-    return Line2D([], [], label=": ".join([tracker_label(name), *events]), **style)
+    marker = "X" if overflow is not None else "o" if stall is not None else None  # the legend shows the event's mark
+    return Line2D([], [], label=": ".join([tracker_label(name), *events]), marker=marker, markersize=7, **style)
 
 
 def _log_limits(trajectories) -> tuple[float, float]:
@@ -369,7 +379,7 @@ def plot_outcome(axis, outcome, title: str, role: str = "gallery-case") -> None:
     axis.set_xticks(epochs)
     axis.set_xlabel("epoch", fontsize=8)
     axis.tick_params(labelsize=7)
-    axis.set_title("\n".join(textwrap.wrap(title, 30)), fontsize=9)
+    axis.set_title("\n".join(textwrap.wrap(title, 36, break_on_hyphens=False)), fontsize=9)
     axis.grid(alpha=0.3)
 
 
@@ -512,9 +522,9 @@ def _column_label(key: str, assumed: bool) -> str:
 
 
 def _mechanism_label(key: str) -> str:
-    """A mechanism's title, or its key where the gallery does not know it."""
+    """A mechanism's key (the name the printed tables use) and title, or its key where the gallery does not know it."""
     try:
-        return mechanism(key).title
+        return f"{key}: {mechanism(key).title}"
     except ValueError:
         return key
 

@@ -344,7 +344,8 @@ def _float16_rows(histories: dict[str, dict], lossy: dict[str, list[float]]) -> 
 
 
 def _short_list(values: list[float]) -> str:
-    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+    """The values as a JSON file shows them, to four decimals: ``0.0`` stays ``0.0``, not ``0``."""
+    return "[" + ", ".join(repr(round(v, 4)) for v in values) + "]"
 
 
 
