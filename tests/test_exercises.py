@@ -150,6 +150,16 @@ def test_a_right_choice_without_right_predictions_is_not_correct():
     assert "you predicted 'after 447'" in failed[1] and failed[1].endswith(": 'before 447'")
 
 
+def test_the_choice_shows_no_value_until_the_predictions_are_written():
+    """The starting choice, incident-fixed:auto, is one of the predicted trackers: its value would answer it."""
+    verdicts, overflow = solved_predictions()
+    unwritten = check_accumulator_choice("incident-fixed", "auto", {**verdicts, "incident-fixed:auto": "?"}, overflow)
+    choice = [text for _, text in unwritten.cases[-2:]]
+    assert [ok for ok, _ in unwritten.cases[-2:]] == [False, False] and not any("give" in text for text in choice)
+    written = check_accumulator_choice("incident-fixed", "auto", verdicts, overflow)
+    assert "8,520 batches give " in written.cases[-2][1]
+
+
 def test_the_float16_overflow_is_where_the_accumulator_check_finds_it():
     """Exercise 2's overflow cell and its check replay the same epoch: the same overflow batch."""
     overflow = float16_overflow()

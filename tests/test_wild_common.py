@@ -91,6 +91,13 @@ def test_the_figure_draws_every_case_and_labels_non_finite_ones():
     assert [text.get_text() for text in axis.texts] == ["inf"]
 
 
+def test_a_non_finite_row_is_labelled_once_inside_the_frame():
+    """Saved and displayed both NaN: one "nan" label, to the left of the edge the markers sit on."""
+    axis = plot_wild([WildCase("H", "1", "nan filter off", math.nan, math.nan, 0.99)]).axes[0]
+    assert [(text.get_text(), text.get_horizontalalignment()) for text in axis.texts] == [("nan", "right")]
+    assert axis.texts[0].xyann[0] < 0  # offset leftwards from the marker, away from the right spine
+
+
 @pytest.mark.parametrize("value, decimals", [(1.48, 2), (1.4826, 4), (13.75, 2), (8.162, 3), (1e-05, 5)])
 def test_a_displayed_value_has_the_decimals_of_its_shortest_form(value, decimals):
     assert printed_decimals(value) == decimals

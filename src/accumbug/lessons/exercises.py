@@ -13,14 +13,15 @@ solutions in ``notebooks/exercises/solutions/``.
 1. ``check_epoch_loss``: a tracker to fix (``01_fix_the_tracker.ipynb``);
 2. ``check_accumulator_choice``: predictions of what five trackers give, then a tracker and accumulator to
    choose (``02_choose_the_accumulator.ipynb``); the predictions are cases of the check, so a choice found by
-   trying every combination is not enough;
+   trying every combination is not enough, and the choice's value stays hidden until they are written;
 3. ``check_serialiser``: a history writer to make lossless (``03_lossless_history.ipynb``);
 4. ``check_rank_reduction``: an epoch loss put together across ranks (``04_reduce_across_ranks.ipynb``).
 
-``float16_overflow`` explains exercise 2's overflow prediction: at which batch of the check's
-full-size epoch a float16 sum of ``loss * batch_size`` becomes inf, and why not where the
-epoch's mean loss says. A failed case says what came back and what was expected, measured,
-never how to fix it: that is the exercise.
+``float16_overflow`` explains exercise 2's overflow prediction (in its solution notebook only,
+since it is the answer): at which batch of the check's full-size epoch a float16 sum of
+``loss * batch_size`` becomes inf, and why not where the epoch's mean loss says. A failed
+case says what came back and what was expected, measured, never how to fix it: that is the
+exercise.
 """
 
 from __future__ import annotations
@@ -196,6 +197,11 @@ def _predicted_overflow(predicted) -> tuple[bool, str]:
     return predicted == answer, f"you predicted {predicted!r}; it becomes inf at batch {overflow.batch:,}: {answer!r}"
 
 
+def _written_overflow(predicted) -> bool:
+    """Whether an overflow prediction has the form asked for (its truth is ``_predicted_overflow``'s)."""
+    return isinstance(predicted, str) and (predicted == "never" or predicted.split(" ")[0] in OVERFLOW_ANSWERS[:3])
+
+
 def check_accumulator_choice(tracker: str, accumulator: str, verdicts: dict, overflow: str) -> Check:
     """Check exercise 2: the predictions written first, then a choice of incident tracker and accumulator.
 
@@ -207,14 +213,19 @@ def check_accumulator_choice(tracker: str, accumulator: str, verdicts: dict, ove
     trains under float16 autocast: its outputs are float16 (so ``auto``, the outputs' dtype,
     means float16) and its batch-mean losses float32, as ``F.cross_entropy`` returns them under
     autocast. The choice must give the exact per-sample loss over a full-size epoch and over an
-    epoch of very uneven batches.
+    epoch of very uneven batches. Until every prediction is written, the choice's cases say only
+    whether it passes: its value over the full-size epoch would answer one of the predictions.
     """
     full, uneven = batch_sizes(preset("full")), [1, 64] * 200 + [3]
     name = f"{tracker}:{accumulator}"
     given = verdicts if isinstance(verdicts, dict) else {}
 
+    written = all(given.get(each) in VERDICTS for each in PREDICTED) and _written_overflow(overflow)
+
     def run(sizes, seed):
         value, truth, why = _replayed(name, sizes, seed)
+        if not written:  # what the choice gives would answer a prediction still to be made
+            return _close(value, truth), f"{len(sizes):,} batches; the value is shown once every prediction is written"
         return _close(value, truth), (f"{len(sizes):,} batches give {value:.6f}; exact {truth:.6f} "
                                       f"(relative error {(value - truth) / truth:+.1e}){why}")
 

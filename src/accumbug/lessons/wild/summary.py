@@ -135,6 +135,15 @@ def displayed_drawn_error(case: WildCase) -> float | None:
     return signed_error(drawn_value(case.displayed, printed_decimals(case.displayed), *finite), case.exact)
 
 
+def _label_non_finite(axis, row: int, errors: list[float | None]) -> None:
+    """Name a row's non-finite values once ("nan", "inf"), left of the right edge where they are drawn,
+    so the label stays inside the frame."""
+    names = dict.fromkeys(str(error) for error in errors if error is not None and not math.isfinite(error))
+    if names:
+        axis.annotate(", ".join(names), (EDGE, row), xytext=(-12, -3), textcoords="offset points", fontsize=8,
+                      ha="right")
+
+
 def _framework_bands(axis, cases: list[WildCase]) -> None:
     """A thin line between frameworks, so the rows read in groups."""
     for row in range(1, len(cases)):
@@ -165,12 +174,11 @@ def plot_wild(cases: list[WildCase], title: str = "Epoch loss: saved and display
     axis = figure.add_subplot()
     axis.axvline(0, **VALUE_STYLES["exact"])
     for row, case in enumerate(cases):
-        for error, kind in ((case.saved_error, "file"), (displayed_drawn_error(case), "console")):
-            if error is None:
-                continue
-            axis.plot(_drawn(error), row, **{**VALUE_STYLES[kind], "linestyle": "none"}, color=MARKER_COLOUR)
-            if not math.isfinite(error):
-                axis.annotate(str(error), (EDGE, row), xytext=(8, -4), textcoords="offset points", fontsize=8)
+        errors = {"file": case.saved_error, "console": displayed_drawn_error(case)}
+        for kind, error in errors.items():
+            if error is not None:
+                axis.plot(_drawn(error), row, **{**VALUE_STYLES[kind], "linestyle": "none"}, color=MARKER_COLOUR)
+        _label_non_finite(axis, row, list(errors.values()))
     axis.set_yticks(range(len(cases)), [f"{c.framework} {c.version}: {c.case}" for c in cases], fontsize=8)
     axis.set_xscale("symlog", linthresh=LINEAR_BELOW)
     axis.set_xlim(-100, EDGE * 3)
