@@ -117,3 +117,10 @@ def test_accumulation_view_rejects_bad_values(kwargs, message):
     values = {"samples": 1000, "batch_size": 16, "accumulator": "float64", "tracker": "exact", "serialiser": "strict"}
     with pytest.raises(ValueError, match=message):
         accumulation_view(**{**values, **kwargs})
+
+
+def test_the_mechanism_pane_says_which_evidence_a_case_fits():
+    """read-after-reset fails only the assumed evidence: the pane says it fits the observed evidence, not all of it."""
+    view = mechanism_view("read-after-reset")
+    assert view.facts["fits"] is False and view.facts["fits_observed"] is True
+    assert "fits the observed evidence</td><td><code>yes</code>" in view.html

@@ -65,7 +65,7 @@ ARTEFACT_NOTE = "stalled sum:\nthe fall is an artefact"
 # the diagnosis matrix in greys: the palette's colours name tracker roles (style.py), not yes and no
 DIAGNOSIS_COLOURS = {True: "#BDBDBD", False: "#F2F2F2", None: "#FFFFFF"}
 DIAGNOSIS_WORDS = {True: "yes", False: "no", None: "-"}
-CONCLUSIONS = {"fits": "fits all", "fits_observed": "fits all observed"}  # diagnosis columns drawn after the evidence
+CONCLUSIONS = {"fits": "fits all", "fits_observed": "fits observed"}  # diagnosis columns drawn after the evidence
 
 
 def accumulator_name(accumulator: str) -> str:

@@ -37,6 +37,7 @@ from .mechanisms import (
     EVIDENCE,
     MECHANISMS,
     diagnosis,
+    format_values,
     gallery,
     mechanism,
     scenario_stream,
@@ -76,6 +77,11 @@ def _percent(value: float) -> str:
     return f"{value:+.1e} %" if 0 < abs(value) < 0.005 else f"{value:+.2f} %"
 
 
+def _yes_no(value: bool) -> str:
+    """A diagnosis answer in the words of ``format_diagnosis``'s table."""
+    return "yes" if value else "no"
+
+
 def accumulation_view(samples: int, batch_size: int, accumulator: str, tracker: str, serialiser: str) -> View:
     """One epoch of ``samples`` at ``batch_size`` through ``tracker`` with ``accumulator``, saved by ``serialiser``."""
     if tracker not in TRACKER_CHOICES:
@@ -106,8 +112,8 @@ def accumulation_view(samples: int, batch_size: int, accumulator: str, tracker: 
     shown = {"exact" if tracker == "exact" else f"{tracker}:{used}": trajectory}
     if used not in WIDE:  # the same tracker's sum in float64 beside it: the gap is the accumulator's alone
         shown = {f"{tracker}:python": loss_sums(losses, sizes, weighted, "python"), **shown}
-    figure = plot_trajectory(shown,
-                             f"{samples:,} samples, batch {batch_size} ({len(sizes):,} batches): loss_sum per batch")
+    figure = plot_trajectory(shown, f"{samples:,} samples, batch {batch_size} ({len(sizes):,} batches): "
+                                    "loss_sum after each batch")
     figure.subplots_adjust(left=0.09, right=0.98, top=0.92, bottom=0.24)  # room for the legend below the axes
     rows = [("tracker", f"{tracker}:{used}, loss_sum {trajectory[-1]:,.1f} over {len(sizes):,} batches"),
             ("console prints", facts["console"]), (f"{serialiser} writes", written[:160]),
@@ -125,12 +131,13 @@ def mechanism_view(key: str) -> View:
     row = diagnosis({key: outcome})[0]
     figure = plot_case(outcome, chosen.title, chosen.role)
     facts = {"console": outcome.console, "file": outcome.file, "exact": outcome.exact, **row}
-    evidence = ", ".join(f"{label}: {'yes' if row[name] else 'no'}" for name, (label, _) in EVIDENCE.items())
+    evidence = ", ".join(f"{label}: {_yes_no(row[name])}" for name, (label, _) in EVIDENCE.items())
     rows = [("cause", chosen.cause), ("fix", chosen.fix), ("needs beyond the write-up", chosen.needs),
             ("console", str(outcome.console)),
             ("file", str([float(f"{v:.6g}") for v in outcome.file])),
             ("exact", str([round(v, 4) for v in outcome.exact])),
-            ("evidence", evidence), ("fits all of it", "yes" if row["fits"] else "no")]
+            ("evidence", evidence), ("fits all of it", _yes_no(row["fits"])),
+            ("fits the observed evidence", _yes_no(row["fits_observed"]))]
     return View(figure, facts, _table(rows))
 
 
@@ -197,7 +204,8 @@ class Explorer:
         if pane == "accumulation":
             return (f"console {facts['console']}; the file holds {facts['read_back']}; exact {facts['exact']:.4f} "
                     f"({facts['stream']}: {facts['batches']:,} batches, the last of {facts['last_batch']})")
-        return f"console {facts['console']}; file {facts['file']}; fits all the evidence: {facts['fits']}"
+        return (f"console {format_values(facts['console'])}; file {format_values(facts['file'])}; fits all the "
+                f"evidence: {_yes_no(facts['fits'])}, the observed evidence: {_yes_no(facts['fits_observed'])}")
 
     def timing(self) -> str:
         """How long the redraws took so far, per pane: count, median and slowest."""
