@@ -30,9 +30,12 @@ from accumbug.lessons.tables import (
     divergence_rows,
     fixed_digits,
     format_console,
+    format_declared_states,
+    format_sums_at,
     format_table,
     format_wrapped,
     incident_comparison,
+    rank_eval_verdicts,
     run_verdicts,
     source_side_by_side,
 )
@@ -483,3 +486,44 @@ def test_console_shows_the_incident_pair_as_printed_then_the_others_as_a_table(r
     assert "the same as incident-broken:python's" in text
     assert all(f"{run.console[name][-1]['loss']:.4f}" in line for name, line in zip(others, table[2:]))
 
+
+
+def _eval_row(run, world, tracker, samples, loss=2.0, top1=10.0, top5=30.0):
+    return {"run": run, "world": world, "tracker": tracker, "samples": samples, "loss": loss, "top1": top1,
+            "top5": top5}
+
+
+SINGLE = {"eval_total": [1032], "eval_loss": [2.0], "eval_top1": [10.0], "eval_top5": [30.0]}
+
+
+def test_rank_eval_verdicts_hold_for_exact_counts_and_padding_by_world_size():
+    rows = [_eval_row(f"{w} ranks", w, "exact", 1032) for w in (2, 3, 5)]
+    rows += [_eval_row(f"{w} ranks", w, "naive-padded", w * math.ceil(1032 / w)) for w in (2, 3, 5)]
+    verdicts = rank_eval_verdicts(rows, SINGLE)
+    assert all(holds for _, holds in verdicts)
+    assert "1,035 on 5 ranks" in verdicts[-1][0] and "every world size counts 1,032 samples" == verdicts[0][0]
+
+
+@pytest.mark.parametrize("broken, failing", [
+    (_eval_row("2 ranks", 2, "exact", 1031), 0),  # a sample lost
+    (_eval_row("2 ranks", 2, "exact", 1032, top1=10.1), 1),  # hits differ
+    (_eval_row("2 ranks", 2, "exact", 1032, loss=2.0001), 2),  # the loss differs beyond 1e-6
+    (_eval_row("5 ranks", 5, "naive-padded", 1032), 3),  # the padding not counted
+])
+def test_rank_eval_verdicts_fail_on_each_departure(broken, failing):
+    rows = [_eval_row("5 ranks", 5, "exact", 1032), _eval_row("5 ranks", 5, "naive-padded", 1035), broken]
+    assert [holds for _, holds in rank_eval_verdicts(rows, SINGLE)] == [i != failing for i in range(4)]
+
+
+def test_format_declared_states_one_row_per_tracker_and_a_column_per_state():
+    table = format_declared_states(make_trackers(["exact", "naive-rank-mean"]))
+    header, *rows = [line for line in table.splitlines() if line.strip() and not set(line) <= set("-+| ")]
+    assert "loss_sum" in header and "means" in header
+    assert [row.split()[0] for row in rows] == ["exact", "naive-rank-mean"]
+
+
+def test_format_sums_at_prints_each_sum_after_the_given_batches():
+    text = format_sums_at({"incident-broken:float16": [1.0, 3.0, 6.0], "incident-broken:python": [1.0, 3.0, 7.5]},
+                          (1, 3))
+    assert text.splitlines() == ["after batch   1: float16       1.0, python       1.0",
+                                 "after batch   3: float16       6.0, python       7.5"]

@@ -31,12 +31,15 @@ __all__ = [
     "divergence_rows",
     "fixed_digits",
     "format_console",
+    "format_declared_states",
     "format_rows",
+    "format_sums_at",
     "format_table",
     "format_verdicts",
     "format_wrapped",
     "incident_comparison",
     "limit_rows",
+    "rank_eval_verdicts",
     "rank_rows",
     "run_verdicts",
     "source_side_by_side",
@@ -88,7 +91,7 @@ def divergence_rows(result: TrainResult, metric: str = "loss", names=None) -> li
 
 
 def rank_rows(runs: dict[str, Path]) -> list[dict]:
-    """Rows ``run, tracker, epoch, loss, top1, top5, samples, error_pct`` from run folders.
+    """Rows ``run, world, tracker, epoch, loss, top1, top5, samples, error_pct`` from run folders.
 
     ``runs`` maps a label (``"5 ranks"``) to a run folder; each folder's trackers and phase
     come from its ``config.json``. ``error_pct`` is the loss's relative error against the
@@ -99,11 +102,12 @@ def rank_rows(runs: dict[str, Path]) -> list[dict]:
     for label, out in runs.items():
         folder = RunFolder(out)
         histories, phase = folder.histories(), folder.phase
+        world = (folder.record.get("ranks") or {}).get("world", 1)
         exact = series(histories[EXACT], "loss", phase) if EXACT in histories else None
         for name, history in histories.items():
             for index, loss in enumerate(series(history, "loss", phase)):
                 truth = exact[index] if exact is not None else None
-                rows.append({"run": label, "tracker": name, "epoch": index + 1, "loss": loss,
+                rows.append({"run": label, "world": world, "tracker": name, "epoch": index + 1, "loss": loss,
                              "top1": series(history, "top1", phase)[index],
                              "top5": series(history, "top5", phase)[index],
                              "samples": series(history, "total", phase)[index],
@@ -386,6 +390,40 @@ def run_verdicts(result: TrainResult) -> list[tuple[str, bool]]:
     accuracies = {(tuple(series(h, "top1")), tuple(series(h, "top5"))) for h in histories.values()}
     checks.append(("every tracker reports the same top-1 and top-5 accuracy", len(accuracies) == 1))
     return checks
+
+
+def rank_eval_verdicts(eval_rows: list[dict], single: dict) -> list[tuple[str, bool]]:
+    """What an evaluation pass over ranks must show (notebook 05): on every world size the exact tracker
+    counts each sample once and gives one process's metrics (``single``: its history); the padded tracker
+    counts ``world * ceil(samples / world)`` entries, the padding repeats included."""
+    samples = single["eval_total"][0]
+    exact = [row for row in eval_rows if row["tracker"] == EXACT]
+    padded = [row for row in eval_rows if row["tracker"] == "naive-padded"]
+    return [
+        (f"every world size counts {samples:,} samples", all(row["samples"] == samples for row in exact)),
+        ("top-1 and top-5 hits equal one process's exactly",
+         all((row["top1"], row["top5"]) == (single["eval_top1"][0], single["eval_top5"][0]) for row in exact)),
+        ("the loss equals one process's to 1e-6",
+         all(abs(row["loss"] / single["eval_loss"][0] - 1) < 1e-6 for row in exact)),
+        ("naive-padded counts world * ceil(samples / world) entries: "
+         + ", ".join(f"{row['samples']:,} on {row['run']}" for row in padded),
+         bool(padded) and all(row["samples"] == row["world"] * math.ceil(samples / row["world"]) for row in padded)),
+    ]
+
+
+def format_declared_states(trackers: list) -> str:
+    """One row per tracker: each state it declares and how ranks combine it (notebook 05)."""
+    declared = {tracker.name: tracker.state_reductions() for tracker in trackers}
+    states = list(dict.fromkeys(state for reductions in declared.values() for state in reductions))
+    return format_rows([{"tracker": name, **{state: reductions.get(state) for state in states}}
+                        for name, reductions in declared.items()], {"tracker": "tracker", **{s: s for s in states}})
+
+
+def format_sums_at(trajectories: dict[str, list[float]], batches: tuple[int, ...]) -> str:
+    """Each trajectory's running sum after the given 1-based batches, one line per batch (notebook 03)."""
+    return "\n".join(f"after batch {batch:>3}: " + ", ".join(f"{name.partition(':')[2]} {sums[batch - 1]:>9,.1f}"
+                                                             for name, sums in trajectories.items())
+                     for batch in batches)
 
 
 def format_verdicts(verdicts: list[tuple[str, bool]]) -> str:
