@@ -3,7 +3,7 @@
 Every claim is a record: a number, a short quote, how it is measured, a ``measure``
 function that returns the measured value and a verdict -- ``holds``, ``holds approximately
 (...)``, ``refuted`` or ``holds only if ...`` -- computed from a run, a replayed loss stream or
-the mechanism gallery, never typed in, and the notebook cell that shows the measurement.
+the mechanism gallery, never typed in.
 Quoted figures come from the write-up; a "~" figure holds when the measurement is within 5 %
 of it, a count only when it is equal; a count the write-up marked "~" (``~8,519`` batches) that
 is off by less than 5 % "holds approximately", and the verdict gives the difference.
@@ -14,11 +14,14 @@ ships inside the package (``recorded_run``; its command is in ``data/README.md``
 ``python -m accumbug audit`` prints the table and writes ``docs/claims.md``;
 ``03_what_really_breaks.ipynb`` shows it. ``incident_markdown`` (``write_incident``) writes
 ``docs/incident.md``: the write-up's own words, claim by claim (``incident.WRITE_UP_QUOTES``),
-each with its verdict, its number and its notebook cell.
+each with its verdict, its number and the notebook cell that prints it (``AUDIT_CELL``, a pointer by a line
+of the cell's code, so it holds when cells move; ``tests/test_prose.py`` checks that the cell's stored output
+shows every number the page quotes).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ from torch.utils.data import DataLoader
 
 from ..config import TrainConfig
 from ..data import SyntheticImages, preset
+from ..doctor.examine import fitting_mechanisms
 from ..history import atomic_write_text, loads_strict, read_back, strict_parse_ok
 from ..model import SmallClassifier
 from ..registry import make_tracker
@@ -45,6 +49,7 @@ from .mechanisms import (
     EVIDENCE,
     EVIDENCE_BASIS,
     EVIDENCE_STATUS,
+    MECHANISMS,
     OBSERVED_EVIDENCE,
     after_the_fix,
     after_the_fix_conclusion,
@@ -52,8 +57,10 @@ from .mechanisms import (
     epoch_stream,
     fitting,
     gallery,
+    mechanism,
 )
 from .streams import first_nonfinite, replay, trajectory_note
+from .symptom import BEYOND_THE_WRITE_UP
 from .tables import format_wrapped
 from .weights import same_weights
 
@@ -64,6 +71,7 @@ REFERENCE_SOURCE = "recorded full run (accumbug/lessons/recorded/full-cpu; comma
 # what the claims on the recorded run read
 REFERENCE_TRACKERS = ("incident-broken:python", "incident-fixed:python", "exact")
 APPROX = 0.05  # a "~" figure holds within 5 %
+PACKAGE_HEAD_SCALE = inspect.signature(SmallClassifier).parameters["head_scale"].default  # the model's own default
 STREAM_ACCUMULATORS = ("python", "float64", "float32", "bfloat16", "float16")
 HOLDS, REFUTED, NOT_MEASURED = "holds", "refuted", "not measured"
 HOLDS_APPROXIMATELY = "holds approximately"
@@ -165,36 +173,35 @@ class Inputs:
 
 @dataclass(frozen=True)
 class NotebookCell:
-    """Where a notebook shows a measurement: the notebook's file (in ``notebooks/``), the heading of the section the
-    cell is in, and a line of the cell's code that finds it (``tests/test_audit.py`` checks all three)."""
+    """The notebook cell that shows a claim's measurement: the notebook's file (in ``notebooks/``) and a line of the
+    cell's code that finds it, a pointer that holds when cells are inserted or moved. ``tests/test_audit.py`` checks
+    that exactly one code cell has the line, and ``tests/test_prose.py`` that its stored output shows every number
+    ``docs/incident.md`` quotes from the claim's verdict and measurement."""
 
     notebook: str
-    section: str
     line: str
 
     def __str__(self) -> str:
-        return f"`notebooks/{self.notebook}`, section \"{self.section}\", the cell with `{self.line}`"
+        return f"`notebooks/{self.notebook}`, the cell with `{self.line}`"
 
 
-NB01, NB02, NB03 = "01_side_by_side_small.ipynb", "02_side_by_side_full_136k.ipynb", "03_what_really_breaks.ipynb"
-AUDIT_CELL = NotebookCell(NB03, "1. The claims, measured", "claims = lab.run_audit()")  # prints every verdict
-FULL_SIZE = NotebookCell(NB02, "02 · The incident reproduced at full size: 136,312 samples, 7,120 classes, batch 16",
-                         'spec = lab.preset("full")')
-COMPARISON = NotebookCell(NB02, "4. The write-up's comparison table, recomputed", "lab.incident_comparison(result)")
-REPLAYS = NotebookCell(NB01, "6. The same accumulators over the full incident's 8,520 batches",
-                       "replayed[name] = lab.replay(tracker, losses, sizes)")
+NB03 = "03_what_really_breaks.ipynb"
+AUDIT_CELL = NotebookCell(NB03, "claims = lab.run_audit()")  # prints every claim's measurement and verdict
+DIAGNOSIS_CELL = NotebookCell(NB03, "rows = lab.diagnosis(outcomes)")  # the gallery's cases against the evidence
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim of the write-up: its number, a short quote, how it is measured, the measurement, and the notebook
-    cell that shows it (else ``AUDIT_CELL``, which measures every claim)."""
+    """One claim of the write-up: its number, a short quote, how it is measured, and the measurement.
+
+    ``docs/incident.md`` cites ``AUDIT_CELL`` for each: the one cell that shows every number of every measurement.
+    The lessons' cells show their own runs (02's has 11 trackers where the recorded run has 7) or some accumulators
+    only."""
 
     number: int
     quote: str
     method: str
     measure: Callable[[Inputs], Measurement]
-    cell: NotebookCell = AUDIT_CELL
 
 
 def _needs_reference(measure: Callable[[Inputs, dict], Measurement]) -> Callable[[Inputs], Measurement]:
@@ -378,12 +385,14 @@ def _console_vs_file(inputs: Inputs, reference: dict) -> Measurement:
     total = sum(len(series(h, "loss")) for h in reference.values())
     both = fitting(inputs.diagnosis_rows, ("console_real", "file_zero"))
     measured = (f"{corrupted} of {total} losses saved through the write-up's sanitiser differ from the console; "
-                f"the console showed a finite value for {finite_console} of them. Gallery, console real and file "
-                f"0.0: {', '.join(both) or 'none'}")
+                f"the console showed a finite value for {finite_console} of them. Of the gallery's "
+                f"{len(inputs.diagnosis_rows)} cases, those with a real console and a file of 0.0: "
+                f"{', '.join(both) or 'none'}")
     if finite_console:
         verdict = HOLDS
     else:
-        verdict = holds_only_if(f"the history is corrupted after the console printed it ({', '.join(both)})") \
+        verdict = holds_only_if("the history is corrupted after the console printed it (of the gallery's cases: "
+                                f"{', '.join(both)})") \
             if both else REFUTED
     return Measurement(measured, verdict, REFERENCE_SOURCE + " and the mechanism gallery")
 
@@ -411,10 +420,13 @@ def _weights(inputs: Inputs) -> Measurement:
 def _initial_loss(inputs: Inputs) -> Measurement:
     labels = inputs.first_samples[1]
     default = nn.functional.cross_entropy(inputs.untrained_outputs(1.0), labels).item()
-    spread = nn.functional.cross_entropy(inputs.untrained_outputs(4.0), labels).item()
+    scale = PACKAGE_HEAD_SCALE
+    spread = nn.functional.cross_entropy(inputs.untrained_outputs(scale), labels).item()
     chance = math.log(INCIDENT_CLASSES)
     measured = (f"untrained 7,120-way model, first 1,024 samples: {default:.4f} with PyTorch's default init "
-                f"({_pct(default, 9.14)}), {spread:.4f} with the package's 4x head; ln 7120 = {chance:.4f}")
+                f"({_pct(default, 9.14)}), {spread:.4f} with the package's init (the output layer's default weights "
+                f"times {scale:g}, SmallClassifier's head_scale, so that the first losses sit above ln 7120 as the "
+                f"incident's did); ln 7120 = {chance:.4f}")
     if inputs.reference is not None:
         measured += f"; recorded run's epoch-1 mean {inputs.reference['exact']['train_loss'][0]:.4f}"
     return Measurement(measured, HOLDS if _approx(default, 9.14) and 9.14 > chance else REFUTED,
@@ -423,44 +435,32 @@ def _initial_loss(inputs: Inputs) -> Measurement:
 
 CLAIMS = (
     Claim(1, "136,312 samples at batch 16 give ~8,519 batches/epoch",
-          "count the batches of the trainer and of torch's DataLoader, with and without drop_last", _batch_count,
-          FULL_SIZE),
+          "count the batches of the trainer and of torch's DataLoader, with and without drop_last", _batch_count),
     Claim(2, "loss.item() is already the batch average",
           "CrossEntropyLoss on one batch against the mean of its per-sample losses", _batch_average),
     Claim(3, "broken: loss_sum ~1,238,000 and total ~136,304 after an epoch",
-          "incident-broken:python state after epoch 1 of the full run", _broken_state, COMPARISON),
+          "incident-broken:python state after epoch 1 of the full run", _broken_state),
     Claim(4, "the broken formula loss_sum * batch_size / num_samples is wrong",
-          "both trackers against the float64 mean of every per-sample loss", _formula,
-          NotebookCell(NB01, "4. The accumulators: console vs JSON",
-                       "print(lab.format_verdicts(lab.run_verdicts(result)))")),
+          "both trackers against the float64 mean of every per-sample loss", _formula),
     Claim(5, "floating-point accumulation over ~8,519 iterations makes the broken metric NaN or Inf",
-          "replay a full epoch's batch losses through incident-broken with each accumulator", _overflow, REPLAYS),
+          "replay a full epoch's batch losses through incident-broken with each accumulator", _overflow),
     Claim(6, "JSON serialises NaN/Inf as 0.0",
-          "write [nan, inf, -inf] with each writer and read it back", _serialised,
-          NotebookCell(NB01, "4. The accumulators: console vs JSON",
-                       'path = result.folder.history_path("incident-broken:float16")')),
+          "write [nan, inf, -inf] with each writer and read it back", _serialised),
     Claim(7, "fixed: loss_sum ~74,000, total ~8,519, loss ~8.68",
-          "incident-fixed:python state after epoch 1 of the full run; for the JSON after the fix, every gallery case "
-          "run before and with the write-up's fix", _fixed_state, COMPARISON),
+          "incident-fixed:python state after epoch 1 of the full run; for the JSON after the fix, each of the "
+          "gallery's cases run before and with the write-up's fix", _fixed_state),
     Claim(8, 'the fixed metrics are "in a reasonable range"',
-          "replay a full epoch through incident-fixed with each accumulator; compare with the exact loss", _reasonable,
-          REPLAYS),
+          "replay a full epoch through incident-fixed with each accumulator; compare with the exact loss", _reasonable),
     Claim(9, "on the same run the broken tracker gives 9.08 and the fixed one 8.68",
-          "both trackers' epoch losses from one run that fed them the same batches", _same_run,
-          NotebookCell(NB02, "5. The accumulators: console vs JSON",
-                       "rows = lab.divergence_rows(result, names=TRACKERS)")),
+          "both trackers' epoch losses from one run that fed them the same batches", _same_run),
     Claim(10, "the console shows real values while the JSON is corrupted",
-          "console vs the write-up's sanitiser for every tracker and epoch; the gallery's mechanisms", _console_vs_file,
-          NotebookCell(NB03, "3. Differential diagnosis", "rows = lab.diagnosis(outcomes)")),
+          "console vs the write-up's sanitiser for every tracker and epoch; the gallery's cases", _console_vs_file),
     Claim(11, "top-1/top-5 are independent of the loss accumulation",
-          "compare the saved accuracies of every tracker of one run", _accuracies,
-          NotebookCell(NB02, "5. The accumulators: console vs JSON",
-                       "print(lab.format_verdicts(lab.run_verdicts(result)))")),
+          "compare the saved accuracies of every tracker of one run", _accuracies),
     Claim(12, "model weights/checkpoints are fine",
           "train twice with the same seed, tracked by broken and by fixed trackers; compare weights", _weights),
     Claim(13, "the initial loss is ~9.14 for 7,120 classes (vs ln 7120)",
-          "loss of an untrained full-size model on the first 1,024 samples", _initial_loss,
-          NotebookCell(NB02, "2. The console, next to the incident's", 'exact = result.histories["exact"]')),
+          "loss of an untrained full-size model on the first 1,024 samples", _initial_loss),
 )
 
 
@@ -498,9 +498,10 @@ def claims_markdown(rows: list[dict]) -> str:
              "| # | claim | how it is measured | measured | verdict | source |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['number']} | {_md(r['quote'])} | {_md(r['method'])} | {_md(r['measured'])} | "
               f"**{_md(r['verdict'])}** | {_md(r['source'])} |" for r in rows]
-    gallery = (f"The gallery's diagnosis asks every mechanism for each piece of the write-up's evidence "
-               f"({_evidence_words()}); see `03_what_really_breaks.ipynb`.")
-    lines += ["", gallery, ""]
+    asked = (f"The gallery's diagnosis asks each of its {len(MECHANISMS)} cases for each piece of the write-up's "
+             f"evidence ({_evidence_words()}); see `03_what_really_breaks.ipynb`. What fits, fits of those cases: "
+             "other code, not in the gallery, could behave otherwise.")
+    lines += ["", asked, ""]
     return "\n".join(lines)
 
 
@@ -522,34 +523,51 @@ def _tally(rows: list[dict]) -> str:
     return "; ".join(f"{kind}{' ...' if kind == 'holds only if' else ''}: {kinds.count(kind)}" for kind in order)
 
 
-def _incident_entry(row: dict, cell: NotebookCell) -> list[str]:
+def _incident_entry(row: dict) -> list[str]:
     """One claim of ``incident_markdown``: the write-up's words, the verdict, the number, how, and the cell."""
     quoted = WRITE_UP_QUOTES.get(row["number"], ())
     words = ["The write-up:", "", "```text", *quoted, "```"] if quoted else ["The write-up: (no line quoted)"]
     return [f"## Claim {row['number']}: {row['quote']}", "", *words, "",
             f"- **Verdict: {row['verdict']}**", f"- **Measured:** {row['measured']}",
             f"- **How:** {row['method']} (source: {row['source']})",
-            f"- **Notebook:** {cell}", ""]
+            f"- **Notebook:** {AUDIT_CELL}", ""]
+
+
+def _departures() -> list[str]:
+    """Where the reproduced symptom departs from the write-up's literal code, and why, as a section of
+    ``incident_markdown``: the gallery's cases that give the observed evidence (its diagnosis as the doctor stores
+    it) with what each needs (``Mechanism.needs``), then the two the notebooks reproduce (``symptom.py``)."""
+    fit, _ = fitting_mechanisms({name: True for name in OBSERVED_EVIDENCE})
+    intro = ("The write-up's loop calls `metrics.update(loss.item(), ...)`, so its `loss_sum` is a Python float, "
+             "`get_metrics()` returns floats, and the history it shows holds the floats the console printed, which "
+             f"`json.dump` writes as they are. Of the gallery's {len(MECHANISMS)} cases, {len(fit)} give the "
+             "observed evidence (a real console, a file of 0.0), and each needs code the write-up does not show:")
+    reproduced = ("The notebooks reproduce the evidence with "
+                  f"{' and '.join(f'`{name}`' for name in BEYOND_THE_WRITE_UP)} (`src/accumbug/lessons/symptom.py`). "
+                  "Why their file holds 0.0:")
+    return ["## Where the reproduction departs from the write-up's code", "", intro, "",
+            *(f"- `{name}`: {mechanism(name).needs}" for name in fit), "", reproduced, "",
+            *(f"- `{name}`: {why}." for name, (_, why) in BEYOND_THE_WRITE_UP.items()), ""]
 
 
 def incident_markdown(rows: list[dict]) -> str:
     """``docs/incident.md``: the write-up's claims one by one, each quoted in its own words
-    (``incident.WRITE_UP_QUOTES``), with its measured verdict, the number and the notebook cell that measures it.
-    ``rows`` are ``run_audit``'s."""
-    cells = {claim.number: claim.cell for claim in CLAIMS}
+    (``incident.WRITE_UP_QUOTES``), with its measured verdict, the number and the notebook cell that prints it, after
+    the evidence and where the reproduction departs from the write-up's code. ``rows`` are ``run_audit``'s."""
     about = (f"The incident's write-up (`{WRITE_UP}`), quoted one claim at a time, verbatim but for indentation "
              "(`src/accumbug/lessons/incident.py`), each claim with the verdict and the number the audit measured "
-             "(`src/accumbug/lessons/audit.py`) and the notebook cell that measures it. Written by "
+             "(`src/accumbug/lessons/audit.py`) and the notebook cell that prints it, "
+             f"{AUDIT_CELL}: the one cell that shows every number of every measurement. Written by "
              "`accumbug.lessons.audit.write_incident`; regenerate it rather than edit it. All the verdicts in one "
-             f"table: [claims.md](claims.md); every verdict is printed by {AUDIT_CELL}.")
-    evidence = ("The write-up's evidence, as the mechanism gallery asks it (`notebooks/03_what_really_breaks.ipynb`, "
-                "section \"3. Differential diagnosis\"):")
+             "table: [claims.md](claims.md).")
+    evidence = (f"The write-up's evidence, as each of the mechanism gallery's {len(MECHANISMS)} cases is asked it "
+                f"({DIAGNOSIS_CELL}):")
     lines = ["# The incident, claim by claim", "", about, "", f"{len(rows)} claims. {_tally(rows)}.", "", evidence, "",
              *(f"- {label}: **{EVIDENCE_STATUS[name]}**; {EVIDENCE_BASIS[name]}"
                for name, (label, _) in EVIDENCE.items()),
-             ""]
+             "", *_departures()]
     for row in rows:
-        lines += _incident_entry(row, cells.get(row["number"], AUDIT_CELL))
+        lines += _incident_entry(row)
     return "\n".join(lines)
 
 
