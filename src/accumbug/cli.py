@@ -49,25 +49,18 @@ if TYPE_CHECKING:
     from .config import TrainConfig
     from .specimens.incident_log import IncidentLog
 
-__all__ = ["DISTRIBUTED_TRACKERS", "REPRODUCE_TRACKERS", "main"]  # noqa: F822 -- the first through __getattr__
+__all__ = ["REPRODUCE_TRACKERS", "main"]
 
 REPRODUCE_TRACKERS = ("incident-broken:python", "incident-fixed:python", "incident-broken:float16",
                       "incident-fixed:float16", "exact")
 
 
 def _distributed_trackers() -> tuple[str, ...]:
-    """The default trackers under torchrun: the exact one and the naive cross-rank ones of the registry."""
+    """The default trackers under torchrun: the exact one and the naive cross-rank ones of the registry (read
+    here, not at import: the registry imports torch, which ``doctor`` never needs)."""
     from .registry import NAIVE_RANK_KINDS
 
     return ("exact", *NAIVE_RANK_KINDS)
-
-
-def __getattr__(name: str):
-    """``DISTRIBUTED_TRACKERS``, built on first use (PEP 562): the registry imports torch, which the doctor never
-    needs."""
-    if name == "DISTRIBUTED_TRACKERS":
-        return _distributed_trackers()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class UsageError(Exception):
@@ -91,12 +84,13 @@ def _whole(minimum: int):
     return parse
 
 
-def _common_options(sub, preset: str = "small", epochs: int = 3) -> None:
-    """The options of both training commands (``reproduce`` and ``run``)."""
+def _common_options(sub) -> None:
+    """The options of both training commands (``reproduce`` and ``run``); the defaults shown are ``TrainConfig``'s."""
+    from .config import TrainConfig
     from .data import PRESETS
 
-    sub.add_argument("--preset", choices=list(PRESETS), help=f"data set size (default {preset})")
-    sub.add_argument("--epochs", type=_whole(1), help=f"epochs to train (default {epochs})")
+    sub.add_argument("--preset", choices=list(PRESETS), help=f"data set size (default {TrainConfig.preset})")
+    sub.add_argument("--epochs", type=_whole(1), help=f"epochs to train (default {TrainConfig.epochs})")
     sub.add_argument("--out", type=Path, help="run folder (default runs/<command>-<preset>-<time>)")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     sub.add_argument("--seed", type=_whole(0), help="seed for data and weights (default 0)")

@@ -13,5 +13,7 @@ the mechanism gallery's cases fit what was seen (``mechanism_evidence.json``: th
 diagnosis, stored; the doctor imports nothing of ``lessons``). ``formats.py`` prints the report
 as text, JSON or GitHub Actions annotations. None of these modules imports torch, matplotlib
 or numpy, so the command starts at once, as a pre-commit hook's must (``.pre-commit-hooks.yaml``).
+``probe/`` (``doctor --probe FILE.py:CLASS``) is the one part that runs a user's code: it imports
+their tracker class, and torch with it, only when asked.
 ``06_check_your_own_run.ipynb`` shows it on the package's specimens and framework files.
 """

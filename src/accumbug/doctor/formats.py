@@ -10,9 +10,10 @@ from pathlib import PurePath
 
 from ..validation import check_choice
 from .examine import Examination
-from .findings import SEVERITIES
+from .findings import SEVERITIES, Finding
 
-__all__ = ["FORMATS", "format_findings", "format_findings_github", "format_findings_json", "format_report", "summary"]
+__all__ = ["FORMATS", "by_severity", "format_findings", "format_findings_github", "format_findings_json",
+           "format_report", "summary"]
 
 WIDTH = 100
 GITHUB_COMMANDS = {"error": "error", "warning": "warning", "info": "notice"}  # severity -> workflow command
@@ -26,11 +27,16 @@ def _block(finding) -> list[str]:
             *wrap.wrap("fix: " + finding.fix)]
 
 
+def by_severity(findings: list[Finding]) -> str:
+    """How many findings of each severity, most serious first: ``1 error, 0 warnings, 2 info``."""
+    counts = {s: sum(f.severity == s for f in findings) for s in SEVERITIES}
+    return ", ".join(f"{n} {s}{'s' if n != 1 and s != 'info' else ''}" for s, n in counts.items())
+
+
 def summary(examination: Examination) -> str:
     """One line: how many findings of each severity, in how many files, of how many read."""
-    counts = {s: sum(f.severity == s for f in examination.findings) for s in SEVERITIES}
     files = len({f.path for f in examination.findings})
-    shown = ", ".join(f"{n} {s}{'s' if n != 1 and s != 'info' else ''}" for s, n in counts.items())
+    shown = by_severity(examination.findings)
     skipped = f"; {len(examination.skipped)} skipped" if examination.skipped else ""
     unusable = f"; {len(examination.unusable)} not examined (on stderr)" if examination.unusable else ""
     found, read = len(examination.findings), len(examination.examined)

@@ -74,10 +74,7 @@ def _weighted(p: Provenance, value: ast.expr) -> bool:
 def _unequal(p: Provenance, node: ast.AST) -> bool:
     """Whether the per-batch code ``node`` runs in may see batches of different sizes."""
     step = p.step_of(node)
-    if step is None or not hasattr(step, "body") or step not in p.step_loops:
-        loaders = p.src.calls("DataLoader")
-        return not (loaders and all(p.equal_loader(call) for call in loaders))
-    return not p.equal_batches(step)
+    return not (p.equal_batches(step) if step in p.step_loops else p.equal_loaders())
 
 
 def _per_batch_sums(p: Provenance) -> dict[str, list[ast.stmt]]:

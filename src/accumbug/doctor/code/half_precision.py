@@ -47,8 +47,13 @@ def _creations(src: Source) -> dict[str, list[ast.stmt]]:
 def _mixed_precision(src: Source) -> bool:
     if src.mentions("autocast") or src.mentions("gradscaler"):
         return True
-    precision = [keyword(call, "precision") for call in src.calls("Trainer")]
-    return any(p is not None and re.match(r"(bf)?16", str(getattr(p, "value", ""))) for p in precision)
+    return any(re.match(r"(bf)?16", precision) for precision in _trainer_precisions(src))
+
+
+def _trainer_precisions(src: Source) -> list[str]:
+    """The ``precision`` each Lightning ``Trainer`` of the file is given, as text (``16-mixed``, ``bf16-true``)."""
+    given = (keyword(call, "precision") for call in src.calls("Trainer"))
+    return [str(getattr(precision, "value", "")) for precision in given if precision is not None]
 
 
 def _like_outputs(p: Provenance, value: ast.expr) -> bool:
@@ -83,8 +88,7 @@ def _half_model_scopes(src: Source) -> set[ast.AST]:
             continue
         if called(call) != "to" or _HALF.search(src.unparse(call)):
             scopes.add(src.scope[call])
-    precision = [keyword(call, "precision") for call in src.calls("Trainer")]
-    if any(p is not None and str(getattr(p, "value", "")).endswith("-true") for p in precision):
+    if any(precision.endswith("-true") for precision in _trainer_precisions(src)):
         scopes.add(src.tree)
     return scopes
 

@@ -94,7 +94,7 @@ def _on_gpu(p: Provenance) -> bool:
             or any(src.unparse(node) == "torch.accelerator" for node in src.of(ast.Attribute)):
         return True
     for call in src.calls("to", "cuda"):
-        device = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "device"), None)
+        device = call.args[0] if call.args else keyword(call, "device")
         if called(call) == "cuda" or device is not None and not _DTYPES.search(src.unparse(device)) \
                 and not _stated_cpu(p, device):
             return True

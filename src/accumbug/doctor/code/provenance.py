@@ -42,10 +42,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
-from .source import Source, called, is_number, keyword
+from .source import Source, called, is_number, keyword, passed_arguments
 
 _LOSS_FUNCTIONS = re.compile(r"(?:^|_)(loss|cross_entropy|binary_cross_entropy(_with_logits)?|kl_div|nll_loss"
                              r"|mse_loss|l1_loss|huber_loss)$")
+_FUNCTIONAL = re.compile(r"(torch\.nn\.)?(F|functional)$")  # the module of the F.* losses
 _PASS_THROUGH = {"item", "detach", "cpu", "cuda", "tolist", "float", "double", "clone", "to", "numpy", "mean", "sum",
                  "squeeze", "reshape", "view", "half", "bfloat16", "contiguous"}
 _REDUCTIONS = {"reduction", "size_average", "reduce"}  # keywords that choose how a loss reduces its batch
@@ -215,12 +216,10 @@ class Provenance:
                             and isinstance(r.value, ast.Name) and r.value.id in inner)
         for call in self.src.of(ast.Call):  # a function handed to a same-file function: its parameter names it
             for func in self.functions.get(called(call) or "", []):
-                params = func.args.args[1:] if isinstance(call.func, ast.Attribute) and func.args.args \
-                    and func.args.args[0].arg == "self" else func.args.args
-                for param, arg in zip(params, call.args):
+                for param, arg in passed_arguments(func, call):
                     name = self.src.unparse(arg)
-                    if name in made or name in self.functions:
-                        made[param.arg] = made.get(name, name)
+                    if param is not None and (name in made or name in self.functions):
+                        made[param] = made.get(name, name)
         return made
 
     def whole(self, node: ast.expr | None) -> int | None:
@@ -299,10 +298,7 @@ class Provenance:
         made = self.origin(node) if isinstance(node, ast.Name) else node
         if not isinstance(made, ast.Call) or _may_reduce_otherwise(made):
             return False
-        func = made.func
-        return self.src.unparse(func) in self.mean_callables or isinstance(func, ast.Attribute) \
-            and bool(_LOSS_FUNCTIONS.search(func.attr)) \
-            and bool(re.match(r"(torch\.nn\.)?(F|functional)$", self.src.unparse(func.value)))
+        return self.src.unparse(made.func) in self.mean_callables or self._functional_loss(made.func)
 
     def _find_losses(self) -> None:
         """Seeds (backpropagated values, loss modules), then assignments followed until nothing changes."""
@@ -457,11 +453,14 @@ class Provenance:
 
     def computes_loss(self, call: ast.Call) -> bool:
         """A loss function or module called: ``criterion(out, y)``, ``F.cross_entropy(...)``, ``loss_fn(...)``."""
-        func, name = call.func, called(call)
-        text = self.src.unparse(func)
-        return bool({text, name, self.aliases.get(text)} & self.loss_callables) \
-            or isinstance(func, ast.Attribute) and bool(_LOSS_FUNCTIONS.search(name or "")) \
-            and bool(re.match(r"(torch\.nn\.)?(F|functional)$", self.src.unparse(func.value)))
+        text = self.src.unparse(call.func)
+        return bool({text, called(call), self.aliases.get(text)} & self.loss_callables) \
+            or self._functional_loss(call.func)
+
+    def _functional_loss(self, func: ast.expr) -> bool:
+        """``F.cross_entropy``, ``torch.nn.functional.mse_loss`` and the other ``F.*`` losses."""
+        return isinstance(func, ast.Attribute) and bool(_LOSS_FUNCTIONS.search(func.attr)) \
+            and bool(_FUNCTIONAL.match(self.src.unparse(func.value)))
 
     def _own_calls(self, body: list[ast.stmt]) -> Iterator[ast.Call]:
         """The calls a body makes itself: not in nested loops, functions or classes."""
@@ -625,9 +624,13 @@ class Provenance:
         file states that its batch size divides (10,000 test images in batches of 100)."""
         loader = self.origin(self.iterated(loop)) if self.iterated(loop) is not None else None
         if not (isinstance(loader, ast.Call) and called(loader) == "DataLoader"):
-            loaders = self.src.calls("DataLoader")
-            return bool(loaders) and all(self.equal_loader(call) for call in loaders)
+            return self.equal_loaders()
         return self.equal_loader(loader)
+
+    def equal_loaders(self) -> bool:
+        """Whether the file builds a ``DataLoader`` and every one it builds has provably equal batches."""
+        loaders = self.src.calls("DataLoader")
+        return bool(loaders) and all(self.equal_loader(call) for call in loaders)
 
     def equal_loader(self, call: ast.Call) -> bool:
         drop_last = keyword(call, "drop_last")

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 
 from .collectives import Collective, Distributed, dotted
-from .source import Source, called
+from .source import Source, called, passed_arguments
 
 Key = tuple
 
@@ -168,10 +168,7 @@ class RankFlow:
         return self._inner_reducers[name]
 
     def _parameters(self, function: ast.AST, call: ast.Call) -> None:
-        params = [a.arg for a in function.args.args]
-        if params[:1] == ["self"] and isinstance(call.func, ast.Attribute):
-            params = params[1:]
-        for param, value in [*zip(params, call.args), *((k.arg, k.value) for k in call.keywords)]:
+        for param, value in passed_arguments(function, call):
             self._feed([(id(function), param)], self.keys(value))
 
     def made_from(self, expr: ast.AST) -> set[Key]:
@@ -190,3 +187,4 @@ class RankFlow:
     def reductions_in(self, keys: set[Key]) -> list[ast.Call]:
         """The collectives (and reducing helpers) among ``keys``, by line."""
         return sorted((self.reducers[k[1]] for k in keys if k[0] == "collective"), key=lambda c: c.lineno)
+

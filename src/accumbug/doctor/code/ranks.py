@@ -120,6 +120,16 @@ def _per_batch_sums(r: _Ranks, keys: set[Key]) -> Iterator[tuple[ast.AST, ast.AS
                 yield statement, step
 
 
+def _lightning_logs(src: Source, synced: bool, code: str, says: str, consequence: str) -> list[Finding]:
+    """One finding for a file's Lightning epoch logs with (or without) ``sync_dist=True`` under a Trainer on
+    several devices: the first such call quoted, the others counted."""
+    calls = [call for call, sync in epoch_logs(src) if is_true(sync) == synced] if multi_device_trainer(src) else []
+    if not calls:
+        return []
+    evidence = f"`{src.quote(calls[0])}`{and_more(len(calls) - 1, 'call', 'calls')}: {says}"
+    return [src.finding(code, calls[0], evidence, consequence)]
+
+
 # -- unreduced-across-ranks -------------------------------------------------------------------------
 
 
@@ -170,19 +180,11 @@ def _rank_zero_logs(r: _Ranks) -> Iterator[tuple[ast.Call, ast.AST, ast.AST]]:
             yield call, guard, statement
 
 
-def _lightning_unsynced(src: Source) -> list[Finding]:
-    unsynced = [call for call, sync in epoch_logs(src) if not is_true(sync)] if multi_device_trainer(src) else []
-    if not unsynced:
-        return []
-    more = and_more(len(unsynced) - 1, "call", "calls")
-    evidence = f"`{src.quote(unsynced[0])}`{more}: epoch values under a Trainer on several devices, " \
-               "without sync_dist=True"
-    return [src.finding("unreduced-across-ranks", unsynced[0], evidence, UNREDUCED)]
-
-
 def check_unreduced_across_ranks(src: Source) -> list[Finding]:
     """Epoch metrics logged on rank 0 that no collective reaches, or Lightning's epoch logs without sync_dist."""
-    r, findings = _ranks(src), _lightning_unsynced(src)
+    r = _ranks(src)
+    findings = _lightning_logs(src, False, "unreduced-across-ranks",
+                               "epoch values under a Trainer on several devices, without sync_dist=True", UNREDUCED)
     if r is None:
         return findings
     for call, guard, statement in _rank_zero_logs(r):
@@ -279,17 +281,9 @@ def _statement(r: _Ranks, node: ast.AST) -> ast.AST:
     return node
 
 
-def _lightning_synced(src: Source) -> list[Finding]:
-    synced = [call for call, sync in epoch_logs(src) if is_true(sync)] if multi_device_trainer(src) else []
-    if not synced:
-        return []
-    more = and_more(len(synced) - 1, "call", "calls")
-    evidence = f"`{src.quote(synced[0])}`{more}: sync_dist=True averages the ranks' values, padding repeats included"
-    return [src.finding("padded-duplicates-counted", synced[0], evidence, PADDED)]
-
-
 def check_padded_duplicates_counted(src: Source) -> list[Finding]:
     """Values of a padded shard summed or gathered across ranks, a division by a padded sampler's length."""
     r = _ranks(src)
-    findings = _lightning_synced(src)
+    findings = _lightning_logs(src, True, "padded-duplicates-counted",
+                               "sync_dist=True averages the ranks' values, padding repeats included", PADDED)
     return findings if r is None else findings + [*_padded_reductions(r), *_padded_lengths(r)]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .collectives import Distributed
 from .rank_flow import Key, RankFlow
-from .source import Source, called, keyword
+from .source import Source, called, keyword, passed_arguments
 
 _WRAPPERS = {"enumerate", "tqdm", "iter", "zip", "trange", "islice", "cycle", "track"}
 SAMPLERS = {"DistributedSampler", "ElasticDistributedSampler"}
@@ -48,11 +48,8 @@ class Shards:
                 self._made(target, node.value)
         for call in src.of(ast.Call):
             function = flow.functions.get(called(call))
-            if function is not None:
-                params = [a.arg for a in function.args.args]
-                params = params[1:] if params[:1] == ["self"] and isinstance(call.func, ast.Attribute) else params
-                for param, value in [*zip(params, call.args), *((k.arg, k.value) for k in call.keywords)]:
-                    self.made.setdefault((id(function), param), []).append(value)
+            for param, value in passed_arguments(function, call) if function is not None else ():
+                self.made.setdefault((id(function), param), []).append(value)
         evened = [keyword(call, "even_batches") for call in src.calls("Accelerator", "DataLoaderConfiguration")]
         self.even = not any(isinstance(e, ast.Constant) and e.value is False for e in evened)
 

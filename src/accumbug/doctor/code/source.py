@@ -1,23 +1,19 @@
 """One parsed file, read by every code check: its nodes by type, the function each sits in, quoting.
 
 A file is parsed once (``parse``) and walked once (``Source``); each check then reads the
-nodes of the kinds it needs. The small helpers over nodes (``called``, ``keyword``, ``is_true``,
-``is_number``, ``is_zero``), the name patterns more than one check uses (``LOADERISH``,
-``LOSSISH``) and the wording of "and N more" (``and_more``) live here too.
+nodes of the kinds it needs. The small helpers over nodes (``called``, ``keyword``,
+``passed_arguments``, ``is_true``, ``is_number``, ``is_zero``) and the wording of "and N more"
+(``and_more``) live here too.
 """
 
 from __future__ import annotations
 
 import ast
-import re
 from collections.abc import Callable, Iterator
 
 from ..findings import Finding, UnusableInput
 
 QUOTE_CHARS = 100  # evidence quotes are trimmed to this many characters
-
-LOADERISH = re.compile(r"loader|(?<![a-z])dl\b|batches", re.IGNORECASE)
-LOSSISH = re.compile(r"loss|criterion", re.IGNORECASE)
 
 
 class Source:
@@ -88,6 +84,15 @@ def called(call: ast.Call) -> str | None:
 
 def keyword(call: ast.Call, name: str) -> ast.expr | None:
     return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def passed_arguments(function: ast.AST, call: ast.Call) -> list[tuple[str | None, ast.expr]]:
+    """``(parameter, value)`` for each argument ``call`` passes to the same-file ``function`` (``self`` skipped
+    when it is called as a method; ``None`` for a ``**mapping``)."""
+    params = [a.arg for a in function.args.args]
+    if params[:1] == ["self"] and isinstance(call.func, ast.Attribute):
+        params = params[1:]
+    return [*zip(params, call.args), *((k.arg, k.value) for k in call.keywords)]
 
 
 def is_true(node: ast.expr | None) -> bool:

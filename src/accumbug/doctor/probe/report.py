@@ -10,8 +10,8 @@ import textwrap
 from dataclasses import dataclass
 
 from ..examine import Examination
-from ..findings import SEVERITIES, Finding
-from ..formats import format_findings_github
+from ..findings import Finding
+from ..formats import by_severity, format_findings_github
 from .streams import Measured
 
 __all__ = ["Probe", "exit_code", "format_probes"]
@@ -79,7 +79,7 @@ def _text(probes: list[Probe]) -> str:
 
 def _summary(probes: list[Probe]) -> str:
     findings = [f for p in probes for f in p.findings]
-    counts = ", ".join(_counted(sum(f.severity == s for f in findings), s) for s in SEVERITIES)
+    counts = by_severity(findings)
     unmeasured = sum(r.failed for p in probes for r in p.results)
     streams = sum(len(p.results) for p in probes)
     return (f"{_counted(len(findings), 'finding')} in {streams} streams fed to {_counted(len(probes), 'class')} "
@@ -88,7 +88,7 @@ def _summary(probes: list[Probe]) -> str:
 
 
 def _counted(number: int, noun: str) -> str:
-    plural = {"class": "classes", "info": "info"}.get(noun, noun + "s")
+    plural = {"class": "classes"}.get(noun, noun + "s")
     return f"{number} {noun if number == 1 else plural}"
 
 
