@@ -21,7 +21,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from accumbug.cli import DISTRIBUTED_TRACKERS
+from accumbug.cli import distributed_trackers
 from accumbug.config import TrainConfig
 from accumbug.data import preset
 from accumbug.distributed import (
@@ -293,13 +293,13 @@ def test_torchrun_run_prints_and_writes_on_rank_0_only(tmp_path):
     assert len(lines) == 4  # one line per default tracker, from rank 0 alone
     assert sorted(p.name for p in out.iterdir()) == sorted([CONFIG, COMMIT, "divergence.png", "epoch-0001"])
     assert sorted(p.name for p in (out / "epoch-0001").iterdir()) == sorted(
-        [CONSOLE, CHECKPOINT, *(history_filename(n) for n in DISTRIBUTED_TRACKERS)])
+        [CONSOLE, CHECKPOINT, *(history_filename(n) for n in distributed_trackers())])
     folder = RunFolder(out)
     folder.verify()
-    assert folder.trackers == list(DISTRIBUTED_TRACKERS) and folder.record["ranks"] == {"world": 2, "backend": "gloo"}
+    assert folder.trackers == list(distributed_trackers()) and folder.record["ranks"] == {"world": 2, "backend": "gloo"}
     assert load_history(folder.history_path("exact"))["eval_total"] == [SAMPLES]
     rows = rank_rows({"2 ranks": out})
-    assert [row["tracker"] for row in rows] == list(DISTRIBUTED_TRACKERS) and rows[0]["samples"] == SAMPLES
+    assert [row["tracker"] for row in rows] == list(distributed_trackers()) and rows[0]["samples"] == SAMPLES
     assert rows[0]["error_pct"] == 0 and rows[1]["error_pct"] != 0  # rank 0's shard alone is not the epoch
     bars = plot_rank_errors(rows).axes[0].patches
     assert [bar.get_height() for bar in bars] == [row["error_pct"] for row in rows[1:]]

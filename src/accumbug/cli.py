@@ -49,13 +49,13 @@ if TYPE_CHECKING:
     from .config import TrainConfig
     from .specimens.incident_log import IncidentLog
 
-__all__ = ["REPRODUCE_TRACKERS", "main"]
+__all__ = ["REPRODUCE_TRACKERS", "distributed_trackers", "main"]
 
 REPRODUCE_TRACKERS = ("incident-broken:python", "incident-fixed:python", "incident-broken:float16",
                       "incident-fixed:float16", "exact")
 
 
-def _distributed_trackers() -> tuple[str, ...]:
+def distributed_trackers() -> tuple[str, ...]:
     """The default trackers under torchrun: the exact one and the naive cross-rank ones of the registry (read
     here, not at import: the registry imports torch, which ``doctor`` never needs)."""
     from .registry import NAIVE_RANK_KINDS
@@ -255,7 +255,7 @@ def _configure(args: argparse.Namespace) -> tuple[TrainConfig, list, Path, bool,
         out = resume
     else:
         config = TrainConfig(**options)
-        names = given.get("trackers", _distributed_trackers() if distributed else REPRODUCE_TRACKERS)
+        names = given.get("trackers", distributed_trackers() if distributed else REPRODUCE_TRACKERS)
         out = given.get("out") or Path("runs") / f"{args.command}-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     trackers, log = [make_tracker(name) for name in names], None
     if args.command == "reproduce":

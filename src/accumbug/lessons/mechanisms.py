@@ -58,7 +58,7 @@ from ..specimens.serialisers import write
 from ..trackers import ExactTracker
 from .incident import INCIDENT_AFTER_VALUES, INCIDENT_CONSOLE, INCIDENT_SAVED_LINE
 from .streams import LossStream, batch_means, batch_sizes, scored_batches, trajectory_note
-from .tables import format_rows, format_wrapped
+from .tables import format_rows, format_wrapped, yes_no
 from .weights import bitwise_equal, toy_sgd, trained_weights
 
 __all__ = [
@@ -163,7 +163,8 @@ def stream_rows() -> list[dict]:
 
 
 def format_streams() -> str:
-    """``stream_rows`` as a plain-text table: the one place the named streams' exact losses are printed."""
+    """``stream_rows`` as a plain-text table: the one place the named streams' exact losses are printed
+    (``03_what_really_breaks.ipynb``)."""
     shown = [{"stream": row["stream"], "samples": f"{row['samples']:,}",
               "batches": f"{row['batches']:,} of {row['batch_size']} (the last of {row['last_batch']})",
               "exact": format_values(row["exact"])} for row in stream_rows()]
@@ -643,9 +644,10 @@ def format_gallery(outcomes: dict[str, Outcome]) -> str:
 
 
 def format_needs(rows: list[dict]) -> str:
-    """``diagnosis`` rows beside what each case needs beyond the write-up's code (``Mechanism.needs``), wrapped."""
-    shown = [{"mechanism": row["mechanism"], "fits": "yes" if row["fits"] else "no",
-              "fits_observed": "yes" if row["fits_observed"] else "no", "needs": mechanism(row["mechanism"]).needs}
+    """``diagnosis`` rows beside what each case needs beyond the write-up's code (``Mechanism.needs``), wrapped
+    (``03_what_really_breaks.ipynb``)."""
+    shown = [{"mechanism": row["mechanism"], "fits": yes_no(row["fits"]), "fits_observed": yes_no(row["fits_observed"]),
+              "needs": mechanism(row["mechanism"]).needs}
              for row in rows]
     return format_wrapped(shown, {"mechanism": ("mechanism", 18), "fits": ("fits all", 8),
                                   "fits_observed": ("fits observed", 13),
@@ -655,8 +657,7 @@ def format_needs(rows: list[dict]) -> str:
 def format_diagnosis(rows: list[dict], mark_assumed: bool = False) -> str:
     """``diagnosis`` rows as a plain-text yes/no table; with ``mark_assumed``, the assumed evidence's headers say
     so, and a last column says whether the observed evidence alone fits."""
-    shown = [{key: ("yes" if value else "no") if isinstance(value, bool) else value for key, value in row.items()}
-             for row in rows]
+    shown = [{key: yes_no(value) if isinstance(value, bool) else value for key, value in row.items()} for row in rows]
     marked = {name: f"{label} ({ASSUMED})" if mark_assumed and name in ASSUMED_EVIDENCE else label
               for name, (label, _) in EVIDENCE.items()}
     return format_rows(shown, {"mechanism": "mechanism", **marked, "fits": "fits all",
@@ -722,7 +723,7 @@ def after_the_fix_conclusion(rows: list[dict]) -> str:
 
 def format_after_the_fix(rows: list[dict]) -> str:
     """``after_the_fix`` rows as a plain-text table, then ``after_the_fix_conclusion``."""
-    shown = [{**{key: ("yes" if value else "no") if isinstance(value, bool) else value for key, value in row.items()},
+    shown = [{**{key: yes_no(value) if isinstance(value, bool) else value for key, value in row.items()},
               "after_file": format_values(row["after_file"])} for row in rows]
     table = format_rows(shown, {"mechanism": "mechanism", "before_console_real": "before: console real",
                                 "before_zeros": "before: file 0.0", "after_file": "after the fix: file",

@@ -40,7 +40,7 @@ from .mechanisms import EVIDENCE, mechanism
 from .streams import first_nonfinite, stall_start
 from .style import ACCUMULATOR_STYLES, OKABE_ITO, ROLE_WORDS, VALUE_STYLES, VALUE_WORDS, drawn_value, role_colour
 
-__all__ = ["ACCUMULATOR_NAMES", "FLOAT16_MAX", "OKABE_ITO", "accumulator_name", "figure_png", "plot_case",
+__all__ = ["ACCUMULATOR_NAMES", "FLOAT16_MAX", "accumulator_name", "figure_png", "plot_case",
            "plot_diagnosis", "plot_divergence", "plot_gallery", "plot_outcome", "plot_rank_errors", "plot_symptom",
            "plot_trajectory", "relative_error", "save_figure", "tracker_label"]
 
@@ -154,10 +154,10 @@ def _trackers(rows: list[dict], accumulator: str) -> list[str]:
     return list(dict.fromkeys(r["tracker"] for r in rows if r["accumulator"] == accumulator and r["tracker"] != EXACT))
 
 
-def _value_style(name: str, value: str, **changes) -> dict:
+def _value_style(name: str, value: str) -> dict:
     """``style.VALUE_STYLES[value]`` in the colour of tracker or role ``name`` (its marker edge too)."""
     colour = role_colour(name)
-    style = {**VALUE_STYLES[value], "color": colour, **changes}
+    style = {**VALUE_STYLES[value], "color": colour}
     if "marker" in style:
         style["markeredgecolor"] = colour
     return style
@@ -167,10 +167,6 @@ def _shared_panel_style(tracker: str, value: str) -> dict:
     """``_value_style`` with the marker scaled by ``MARKER_SCALE``, for trackers drawn in one panel."""
     style = _value_style(tracker, value)
     return {**style, "markersize": style["markersize"] * MARKER_SCALE.get(tracker.partition(":")[0], 1.0)}
-
-
-def _exact_style(**changes) -> dict:
-    return {**VALUE_STYLES["exact"], **changes}
 
 
 def plot_divergence(rows: list[dict], title: str = "Console vs saved history") -> Figure:
@@ -204,7 +200,8 @@ def _loss_panel(axis, rows: list[dict], accumulator: str, top: float) -> None:
     """One accumulator's epoch losses: the exact one, and each tracker's console and saved loss."""
     exact = [r for r in rows if r["tracker"] == EXACT]
     if exact:
-        axis.plot([r["epoch"] for r in exact], [r["memory"] for r in exact], label=ROLE_WORDS[EXACT], **_exact_style())
+        axis.plot([r["epoch"] for r in exact], [r["memory"] for r in exact], label=ROLE_WORDS[EXACT],
+                  **VALUE_STYLES[EXACT])
     for tracker in _trackers(rows, accumulator):
         mine = [r for r in rows if r["tracker"] == tracker]
         kind = tracker.partition(":")[0]
@@ -237,7 +234,7 @@ def _error_panel(axis, rows: list[dict], accumulator: str, scale: tuple[float, f
     """One accumulator's relative errors against the exact loss; the exact loss itself is the line at 0."""
     linthresh, top = scale
     epochs = sorted({r["epoch"] for r in rows if r["accumulator"] == accumulator and r["exact"] is not None})
-    axis.plot(epochs, [0.0] * len(epochs), **_exact_style())
+    axis.plot(epochs, [0.0] * len(epochs), **VALUE_STYLES[EXACT])
     for tracker in _trackers(rows, accumulator):
         mine = [r for r in rows if r["tracker"] == tracker and r["exact"] is not None]
         for key, value, _ in DIVERGENCE_SERIES:
@@ -370,7 +367,7 @@ def plot_outcome(axis, outcome, title: str, role: str = "gallery-case") -> None:
         _plot_differences(axis, outcome, epochs, role)
     else:
         top = 1.3 * max((v for v in outcome.exact if math.isfinite(v)), default=1.0)
-        axis.plot(epochs, [v if math.isfinite(v) else float("nan") for v in outcome.exact], **_exact_style())
+        axis.plot(epochs, [v if math.isfinite(v) else float("nan") for v in outcome.exact], **VALUE_STYLES[EXACT])
         _plot_series(axis, epochs, _console_drawn(outcome), top, None, note_dy=7, **_value_style(role, "console"))
         _plot_series(axis, epochs, outcome.file, top, None, note_dy=-8, **_value_style(role, "file"))
         axis.set_ylim(-ZERO_ROOM * top, top * 1.2)  # room for a note above a triangle at ``top``
@@ -389,7 +386,7 @@ def _plot_differences(axis, outcome, epochs: list[int], role: str) -> None:
         return [(v - e) / e * 100 for v, e in zip(values, outcome.exact)]
 
     console, file = percent(_console_drawn(outcome)), percent(outcome.file)
-    axis.plot(epochs, [0.0] * len(epochs), **_exact_style())
+    axis.plot(epochs, [0.0] * len(epochs), **VALUE_STYLES[EXACT])
     axis.plot(epochs, console, **_value_style(role, "console"))
     axis.plot(epochs, file, **_value_style(role, "file"))
     low, high = min(0.0, *console, *file), max(0.0, *console, *file)
@@ -422,17 +419,22 @@ def _mark_artefact(axis, outcome) -> None:
 
 
 GALLERY_LEGEND = (("exact", VALUE_WORDS["exact"]),
-                  ("console", "console (printed to 4 decimals; drawn at the value it rounds)"),
+                  ("console", f"console (printed to {CONSOLE_DECIMALS} decimals; drawn at the value it rounds)"),
                   ("file", VALUE_WORDS["file"]))
+LEGEND_GREY = "#777777"  # a legend's kinds of value: their marker and line, in no tracker role's colour
+
+
+def _value_handles(kinds) -> list[Line2D]:
+    """Legend handles for ``(value, words)`` pairs: the exact loss as drawn, the console and the file in grey."""
+    grey = {"color": LEGEND_GREY, "markeredgecolor": LEGEND_GREY}
+    return [Line2D([], [], label=words, **(VALUE_STYLES[EXACT] if value == EXACT else {**VALUE_STYLES[value], **grey}))
+            for value, words in kinds]
 
 
 def _gallery_legend(figure: Figure, columns: int, roles) -> None:
     """Kinds of value in grey (their marker and line), then one colour patch per tracker role drawn."""
-    grey = "#777777"
-    handles = [Line2D([], [], label=words, **(_exact_style() if value == "exact" else
-                                             {**VALUE_STYLES[value], "color": grey, "markeredgecolor": grey}))
-               for value, words in GALLERY_LEGEND]
-    handles.append(Line2D([], [], color=grey, marker="^", linestyle="none", label="off scale or not finite"))
+    handles = _value_handles(GALLERY_LEGEND)
+    handles.append(Line2D([], [], color=LEGEND_GREY, marker="^", linestyle="none", label="off scale or not finite"))
     handles += [Patch(color=role_colour(role), label=f"colour: {ROLE_WORDS[role]}'s arithmetic")
                 for role in dict.fromkeys(roles)]
     figure.legend(handles=handles, loc="outside lower center", ncol=columns, frameon=False, fontsize=8)
@@ -587,7 +589,7 @@ def plot_symptom(rows: list[dict], title: str = "The incident's symptom: console
         axis = axes[mechanisms.index(row["mechanism"])][codes.index(row["code"])]
         epochs = list(range(1, len(row["exact"]) + 1))
         for key, value, _ in SYMPTOM_SERIES:
-            style = _exact_style() if value == "exact" else _value_style(row["code"], value)
+            style = VALUE_STYLES[EXACT] if value == EXACT else _value_style(row["code"], value)
             axis.plot(epochs, row[key], gid=f"{row['mechanism']} {row['code']} {key}", **style)
         axis.set_ylim(-ZERO_ROOM * top, top)
         _epoch_axis(axis, f"{row['mechanism']}\nepoch loss" if row["code"] == codes[0] else "")
@@ -596,9 +598,6 @@ def plot_symptom(rows: list[dict], title: str = "The incident's symptom: console
     for axis in axes[:-1].ravel():
         axis.set_xlabel("")  # the panels share their epochs: one label under the bottom row
     figure.suptitle(title)
-    grey = "#777777"
-    handles = [Line2D([], [], label=words, **(_exact_style() if value == "exact" else
-                                             {**VALUE_STYLES[value], "color": grey, "markeredgecolor": grey}))
-               for _, value, words in SYMPTOM_SERIES]
-    figure.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    figure.legend(handles=_value_handles((value, words) for _, value, words in SYMPTOM_SERIES),
+                  loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     return figure

@@ -67,7 +67,7 @@ ACCUMULATOR_STYLES = {"python": "-", "float64": "-", "float32": "-.", "bfloat16"
 def role_colour(name: str) -> str:
     """The colour of a tracker (``kind`` or ``kind:accumulator``), a code path or a role; a gallery case's otherwise."""
     kind = name.partition(":")[0]
-    return ROLE_COLOURS.get(kind) or ROLE_COLOURS.get(_ROLE_OF.get(kind, "gallery-case"), ROLE_COLOURS["gallery-case"])
+    return ROLE_COLOURS.get(kind) or ROLE_COLOURS[_ROLE_OF.get(kind, "gallery-case")]
 
 
 def drawn_value(printed: float, decimals: int, *candidates: float) -> float:

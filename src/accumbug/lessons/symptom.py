@@ -39,7 +39,7 @@ from ..specimens.incident_log import IncidentLog
 from ..train import TrainResult
 from .mechanisms import console_is_real, format_values
 from .mechanisms import mechanism as gallery_case
-from .tables import format_rows, format_wrapped, strict_history
+from .tables import format_rows, format_wrapped, strict_history, yes_no
 
 __all__ = ["BEYOND_THE_WRITE_UP", "CODE_PATHS", "SYMPTOMS", "format_departures", "format_symptom",
            "format_symptom_verdicts", "incident_files", "symptom_rows", "symptom_trackers", "symptom_verdicts"]
@@ -126,7 +126,7 @@ def format_symptom_verdicts(rows: list[dict]) -> str:
     """``symptom_verdicts`` of every row as a yes/no table, and the saved losses (exact zeros or not)."""
     shown = []
     for row in rows:
-        verdicts = {key: "yes" if holds else "no" for key, holds in symptom_verdicts(row).items()}
+        verdicts = {key: yes_no(holds) for key, holds in symptom_verdicts(row).items()}
         shown.append({"mechanism": row["mechanism"], "code": row["code"], **verdicts})
     return format_rows(shown, {"mechanism": "mechanism", "code": "code",
                                **{key: key for key in symptom_verdicts(rows[0])}})

@@ -5,6 +5,13 @@ it, what the incident's lossy serialiser would have written, what the package's 
 file holds, and the exact sample-weighted value, so a reader sees in one table where a
 history parts from the console and from the truth (``01`` and ``02`` notebooks). For runs
 under torchrun, ``rank_rows`` puts the naive cross-rank trackers beside the exact one.
+
+``format_console`` prints a run's console with the incident's two trackers first (``01``,
+``02``); ``source_side_by_side`` shows two trackers' code with the lines that truly differ
+highlighted (``01``, ``03``, ``05``); ``format_sums_at`` prints ``03``'s sums after chosen
+batches, ``format_declared_states`` and ``rank_eval_verdicts`` ``05``'s declared states and
+evaluation checks. Every table prints a number by one rule (``fixed_digits``: fixed decimals,
+never ``-0.00``) and an answer by another (``yes_no``).
 """
 
 from __future__ import annotations
@@ -24,7 +31,6 @@ from ..train import TrainResult
 from .streams import first_nonfinite, stall_start
 
 __all__ = [
-    "INCIDENT_PAIR",
     "RANK_COLUMNS",
     "Html",
     "differing_lines",
@@ -44,6 +50,7 @@ __all__ = [
     "run_verdicts",
     "source_side_by_side",
     "strict_history",
+    "yes_no",
 ]
 
 EXACT = "exact"
@@ -143,10 +150,16 @@ def limit_rows(sources: dict[str, dict[str, list[float]]], first: int = 400, bat
     return rows
 
 
-def fixed_digits(value: float, digits: int) -> str:
-    """``value`` with ``digits`` decimals; one that rounds to zero prints as zero, never as ``-0.00``."""
-    text = f"{value:.{digits}f}"
-    return text.lstrip("-") if float(text) == 0 else text
+def fixed_digits(value: float, digits: int, plus: bool = False) -> str:
+    """``value`` with ``digits`` decimals, a positive one with a leading ``+`` where ``plus``; one that rounds to zero
+    prints as zero, unsigned, never as ``-0.00``: the one rule of the lessons' tables and percentages."""
+    text = f"{value:{'+' if plus else '-'}.{digits}f}"
+    return text.lstrip("+-") if float(text) == 0 else text
+
+
+def yes_no(value: bool) -> str:
+    """A yes/no answer (a verdict, a diagnosis cell) as every table and note of the lessons prints it."""
+    return "yes" if value else "no"
 
 
 def _cell(value, digits: int = 4) -> str:
@@ -250,6 +263,7 @@ def _aligned(a, b) -> list[tuple[tuple[str, bool] | None, tuple[str, bool] | Non
     """
     left, right = _source_lines(a), _source_lines(b)
     keys = [_normalised(line) for line in left], [_normalised(line) for line in right]
+    known = set(keys[0]), set(keys[1])
 
     def marked(lines, index, stop, other_keys):
         if index >= stop:
@@ -263,7 +277,7 @@ def _aligned(a, b) -> list[tuple[tuple[str, bool] | None, tuple[str, bool] | Non
             if tag == "equal":
                 rows.append(((left[i1 + k], False), (right[j1 + k], False)))
             else:
-                rows.append((marked(left, i1 + k, i2, set(keys[1])), marked(right, j1 + k, j2, set(keys[0]))))
+                rows.append((marked(left, i1 + k, i2, known[1]), marked(right, j1 + k, j2, known[0])))
     return rows
 
 

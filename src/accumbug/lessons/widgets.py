@@ -44,6 +44,7 @@ from .mechanisms import (
 )
 from .plots import plot_case, plot_trajectory, save_figure
 from .streams import epoch_mean, first_nonfinite, loss_sums, stall_start
+from .tables import yes_no
 
 __all__ = ["ACCUMULATION_CONTROLS", "TRACKER_CHOICES", "Explorer", "View", "accumulation_view", "mechanism_view"]
 
@@ -73,13 +74,8 @@ def _table(rows: list[tuple[str, str]]) -> str:
 
 
 def _percent(value: float) -> str:
-    """A signed percentage: two decimals, or two significant digits where two decimals would print -0.00."""
+    """A signed percentage: two decimals, or two significant digits where two decimals would print ``±0.00``."""
     return f"{value:+.1e} %" if 0 < abs(value) < 0.005 else f"{value:+.2f} %"
-
-
-def _yes_no(value: bool) -> str:
-    """A diagnosis answer in the words of ``format_diagnosis``'s table."""
-    return "yes" if value else "no"
 
 
 def accumulation_view(samples: int, batch_size: int, accumulator: str, tracker: str, serialiser: str) -> View:
@@ -131,13 +127,13 @@ def mechanism_view(key: str) -> View:
     row = diagnosis({key: outcome})[0]
     figure = plot_case(outcome, chosen.title, chosen.role)
     facts = {"console": outcome.console, "file": outcome.file, "exact": outcome.exact, **row}
-    evidence = ", ".join(f"{label}: {_yes_no(row[name])}" for name, (label, _) in EVIDENCE.items())
+    evidence = ", ".join(f"{label}: {yes_no(row[name])}" for name, (label, _) in EVIDENCE.items())
     rows = [("cause", chosen.cause), ("fix", chosen.fix), ("needs beyond the write-up", chosen.needs),
             ("console", str(outcome.console)),
             ("file", str([float(f"{v:.6g}") for v in outcome.file])),
             ("exact", str([round(v, 4) for v in outcome.exact])),
-            ("evidence", evidence), ("fits all of it", _yes_no(row["fits"])),
-            ("fits the observed evidence", _yes_no(row["fits_observed"]))]
+            ("evidence", evidence), ("fits all of it", yes_no(row["fits"])),
+            ("fits the observed evidence", yes_no(row["fits_observed"]))]
     return View(figure, facts, _table(rows))
 
 
@@ -205,7 +201,7 @@ class Explorer:
             return (f"console {facts['console']}; the file holds {facts['read_back']}; exact {facts['exact']:.4f} "
                     f"({facts['stream']}: {facts['batches']:,} batches, the last of {facts['last_batch']})")
         return (f"console {format_values(facts['console'])}; file {format_values(facts['file'])}; fits all the "
-                f"evidence: {_yes_no(facts['fits'])}, the observed evidence: {_yes_no(facts['fits_observed'])}")
+                f"evidence: {yes_no(facts['fits'])}, the observed evidence: {yes_no(facts['fits_observed'])}")
 
     def timing(self) -> str:
         """How long the redraws took so far, per pane: count, median and slowest."""

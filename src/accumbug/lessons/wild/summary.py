@@ -27,6 +27,7 @@ from matplotlib.ticker import FuncFormatter
 from ...doctor.examine import examine
 from ...history import atomic_write_bytes
 from ..style import ROUNDING_NOTE, VALUE_STYLES, VALUE_WORDS, drawn_value
+from ..tables import fixed_digits
 from .data import WildData
 from .record import WildCase, signed_error
 
@@ -49,7 +50,7 @@ def _percent(error: float | None) -> str:
         return "—"
     if not math.isfinite(error):
         return str(error)
-    return "0.00 %" if abs(error) < 5e-5 else f"{error:+.2%}".replace("%", " %")  # no "-0.00 %"
+    return f"{fixed_digits(error * 100, 2, plus=True)} %"
 
 
 def format_wild_data(data: WildData) -> str:
